@@ -1,0 +1,32 @@
+import { serve } from '@hono/node-server';
+import { Client, Connection } from '@temporalio/client';
+import { loadConfig } from '../domain/config.js';
+import { Store } from '../store/index.js';
+import { createApp } from './app.js';
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  const store = await Store.open(config.DATABASE_URL);
+  const address = config.TEMPORAL_ADDRESS ?? `127.0.0.1:${config.TEMPORAL_PORT}`;
+  // Lazy: the API starts (and /readyz says why it is not ready) even while Temporal is down.
+  const connection = Connection.lazy({ address });
+  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const app = createApp({ store, temporal, config });
+  const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
+    console.log(`kumo api listening on http://${config.HOST}:${info.port}`);
+  });
+  const stop = () => {
+    server.close(() => {
+      void connection.close().finally(() => store.close().finally(() => process.exit(0)));
+    });
+    // Open keep-alive connections must not hold shutdown forever.
+    setTimeout(() => process.exit(0), 3000).unref();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

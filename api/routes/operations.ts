@@ -1,0 +1,172 @@
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { WorkflowNotFoundError, type WorkflowExecutionDescription } from '@temporalio/client';
+import { operationStatuses, type OperationRecord, type Progress } from '../../domain/operation.js';
+import { isValidCursor } from '../../store/index.js';
+import type { ApiDeps } from '../deps.js';
+import { Problem } from '../problem.js';
+import { OperationSchema, problem, problemResponses } from '../schemas.js';
+
+/** An operation as the API shows it: the store's record, brought up to date from Temporal while it runs. */
+export type OperationView = z.infer<typeof OperationSchema>;
+
+const IdParam = z.object({ id: z.string().min(1).max(100).openapi({ param: { name: 'id', in: 'path' }, example: 'op-mfx2k1a9c3d4e5f6' }) });
+
+const listRoute = createRoute({
+  method: 'get',
+  path: '/v1/operations',
+  tags: ['operations'],
+  summary: 'List operations, newest first',
+  request: {
+    query: z.object({
+      kind: z.string().max(100).optional().openapi({ example: 'cluster.create' }),
+      status: z.enum(operationStatuses).optional(),
+      target: z.string().max(200).optional().openapi({ example: 'cluster/prod-eu-1' }),
+      limit: z.coerce.number().int().min(1).max(200).default(50),
+      cursor: z.string().max(500).optional().refine((value) => value === undefined || isValidCursor(value), 'not a cursor this API returned'),
+    }),
+  },
+  responses: {
+    200: {
+      description: 'A page of operations',
+      content: { 'application/json': { schema: z.object({ items: z.array(OperationSchema), nextCursor: z.string().nullable() }) } },
+    },
+    ...problemResponses,
+  },
+});
+
+const getRoute = createRoute({
+  method: 'get',
+  path: '/v1/operations/{id}',
+  tags: ['operations'],
+  summary: 'Show one operation: status, current step, steps, failure',
+  request: { params: IdParam },
+  responses: {
+    200: { description: 'The operation', content: { 'application/json': { schema: OperationSchema } } },
+    404: problem('No such operation'),
+  },
+});
+
+const cancelRoute = createRoute({
+  method: 'post',
+  path: '/v1/operations/{id}/cancel',
+  tags: ['operations'],
+  summary: 'Ask a running operation to stop; it cleans up and ends as cancelled',
+  request: { params: IdParam },
+  responses: {
+    202: { description: 'Cancellation requested', content: { 'application/json': { schema: OperationSchema } } },
+    404: problem('No such operation'),
+    409: problem('The operation is not running'),
+  },
+});
+
+export function operationRoutes(deps: ApiDeps) {
+  const app = new OpenAPIHono();
+
+  app.openapi(listRoute, async (c) => {
+    const query = c.req.valid('query');
+    const page = await deps.store.listOperations({
+      limit: query.limit,
+      ...(query.kind ? { kind: query.kind } : {}),
+      ...(query.status ? { status: query.status } : {}),
+      ...(query.target ? { target: query.target } : {}),
+      ...(query.cursor ? { cursor: query.cursor } : {}),
+    });
+    const items = await Promise.all(page.items.map((operation) => viewOperation(deps, operation, { live: false })));
+    return c.json({ items, nextCursor: page.nextCursor }, 200);
+  });
+
+  app.openapi(getRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    return c.json(await viewOperation(deps, await mustGetOperation(deps, id), { live: true }), 200);
+  });
+
+  app.openapi(cancelRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const operation = await viewOperation(deps, await mustGetOperation(deps, id), { live: false });
+    if (operation.status !== 'running') {
+      throw new Problem(409, 'not-running', `operation ${id} is ${operation.status}; only a running operation can be cancelled`);
+    }
+    await deps.temporal.workflow.getHandle(operation.workflowId, operation.runId ?? undefined).cancel();
+    return c.json(operation, 202);
+  });
+
+  return app;
+}
+
+async function mustGetOperation(deps: ApiDeps, id: string): Promise<OperationRecord> {
+  const operation = await deps.store.getOperation(id);
+  if (!operation) throw new Problem(404, 'not-found', `no operation with id "${id}"`);
+  return operation;
+}
+
+/**
+ * Builds the API view of an operation. A running one is checked against Temporal:
+ * if its workflow has closed without telling the store (terminated from the UI,
+ * say), the store is corrected; with `live`, the current steps come from the
+ * workflow's progress query and the running step's attempt and last error from
+ * its pending activity.
+ */
+export async function viewOperation(deps: ApiDeps, operation: OperationRecord, { live }: { live: boolean }): Promise<OperationView> {
+  let view: OperationView = {
+    ...operation,
+    links: {
+      self: `/v1/operations/${operation.id}`,
+      ...(deps.config.TEMPORAL_UI_URL ? { temporalUI: temporalUiLink(deps, operation) } : {}),
+    },
+  };
+  if (operation.status !== 'running') return view;
+
+  const handle = deps.temporal.workflow.getHandle(operation.workflowId, operation.runId ?? undefined);
+  let description: WorkflowExecutionDescription;
+  try {
+    description = await deps.temporal.withDeadline(Date.now() + 3000, () => handle.describe());
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return reconcileClosed(deps, view, 'TERMINATED');
+    return view; // Temporal unreachable: the store's view is the best there is.
+  }
+  const closedAs = description.status.name;
+  if (closedAs !== 'RUNNING') return reconcileClosed(deps, view, closedAs);
+  if (!live) return view;
+
+  try {
+    const progress = await deps.temporal.withDeadline(Date.now() + 3000, () => handle.query<Progress>('progress'));
+    view = { ...view, step: progress.step, steps: progress.steps };
+  } catch {
+    // No worker is polling right now: keep the last recorded steps.
+  }
+  const pending = description.raw.pendingActivities?.[0];
+  if (pending) {
+    const attempt = Number(pending.attempt ?? 1);
+    view = { ...view, attempt, ...(attempt > 1 && pending.lastFailure?.message ? { lastError: pending.lastFailure.message } : {}) };
+  }
+  return view;
+}
+
+/**
+ * The workflow closed but the store still says running: the workflow did not get
+ * to record its end (terminated, timed out, or the store write is still queued).
+ * Re-read the store once; if it is still running, record what Temporal says.
+ */
+async function reconcileClosed(deps: ApiDeps, view: OperationView, closedAs: string): Promise<OperationView> {
+  const fresh = await deps.store.getOperation(view.id);
+  if (fresh && fresh.status !== 'running') return { ...view, ...fresh };
+  if (closedAs === 'COMPLETED') return view; // its final store write is in flight
+  const status = closedAs === 'CANCELLED' ? 'cancelled' : 'failed';
+  const failure = {
+    step: view.step ?? 'unknown',
+    type: closedAs === 'CANCELLED' ? ('Cancelled' as const) : closedAs === 'TIMED_OUT' ? ('Timeout' as const) : ('Internal' as const),
+    message: `the workflow ended as ${closedAs.toLowerCase()} outside Kumo`,
+    attempts: 1,
+  };
+  const finishedAt = new Date().toISOString();
+  await deps.store.finishOperation(view.id, { status, steps: view.steps, step: view.step, failure, finishedAt });
+  if (view.target.startsWith('cluster/')) await deps.store.failClusterOf(view.target.slice('cluster/'.length), view.id);
+  return { ...view, status, failure, finishedAt };
+}
+
+function temporalUiLink(deps: ApiDeps, operation: OperationRecord): string {
+  const base = (deps.config.TEMPORAL_UI_URL ?? '').replace(/\/+$/, '');
+  const ns = encodeURIComponent(deps.config.TEMPORAL_NAMESPACE);
+  const wf = encodeURIComponent(operation.workflowId);
+  return operation.runId ? `${base}/namespaces/${ns}/workflows/${wf}/${operation.runId}/history` : `${base}/namespaces/${ns}/workflows/${wf}`;
+}

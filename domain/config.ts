@@ -1,0 +1,74 @@
+import { z } from 'zod';
+
+const port = (fallback: number) =>
+  z.coerce.number().int().min(1, 'must be a port between 1 and 65535').max(65535, 'must be a port between 1 and 65535').default(fallback);
+const positiveInt = (fallback: number) => z.coerce.number().int().positive('must be a positive whole number').default(fallback);
+const url = z.string().url('must be a URL such as http://127.0.0.1:8090');
+
+/**
+ * Every setting Kumo reads from the environment. Production systems are reached
+ * through these variables only; defaults are the embedded stack's.
+ */
+export const ConfigSchema = z.object({
+  /** Port of the Kumo API. */
+  PORT: port(8080),
+  /** Address the API listens on. */
+  HOST: z.string().min(1).default('127.0.0.1'),
+  /** An existing Temporal frontend (host:port). When unset, `npm start` runs the dev server. */
+  TEMPORAL_ADDRESS: z
+    .string()
+    .regex(/^[^\s:/]+:\d+$/, 'must be host:port, e.g. 127.0.0.1:7233')
+    .optional(),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('kumo'),
+  /** Ports of the embedded Temporal dev server and its Web UI. */
+  TEMPORAL_PORT: port(7233),
+  TEMPORAL_UI_PORT: port(8233),
+  /** Base URL of the Temporal Web UI, used for links in operation details. */
+  TEMPORAL_UI_URL: url.optional(),
+  /** `sqlite:<file>` (default `sqlite:.data/kumo.db`) or `postgres://user:pass@host/db`. */
+  DATABASE_URL: z
+    .string()
+    .regex(/^(sqlite:.+|postgres(ql)?:\/\/.+)$/, 'must be sqlite:<file> or postgres://...')
+    .default('sqlite:.data/kumo.db'),
+  /** Rancher's base URL (the v3 API lives under `/v3`). The embedded stack points it at the simulator. */
+  RANCHER_URL: url.default('http://127.0.0.1:8090'),
+  /** Rancher API token (bearer). A secret: never logged, never in workflow inputs. */
+  RANCHER_TOKEN: z.string().min(1).default('kumo-sim-token'),
+  /** Node template new node pools use. */
+  RANCHER_NODE_TEMPLATE: z.string().min(1).default('cattle-global-nt:nt-kumo-default'),
+  /** Per-request timeout of Rancher calls. */
+  RANCHER_TIMEOUT_MS: positiveInt(10_000),
+  /** Port of the Rancher simulator in the embedded stack. */
+  SIM_PORT: port(8090),
+  /** How often long waits poll Rancher. */
+  KUMO_POLL_INTERVAL_MS: positiveInt(1_000),
+  /** How long a new cluster may take to become active with every node ready. */
+  KUMO_CLUSTER_READY_TIMEOUT_S: positiveInt(1_800),
+  /** Folder for the embedded stack's files (databases, logs, simulator state). */
+  KUMO_DATA_DIR: z.string().min(1).default('.data'),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+/** Raised with one line per bad variable, so a typo in a deployment is obvious. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/**
+ * Parses the environment. Throws a {@link ConfigError} naming each bad variable.
+ * @example const config = loadConfig(process.env);
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = ConfigSchema.safeParse(present);
+  if (parsed.success) return parsed.data;
+  const lines = parsed.error.issues.map((issue) => {
+    const name = String(issue.path[0] ?? '?');
+    const raw = present[name];
+    const shown = name === 'RANCHER_TOKEN' || name === 'DATABASE_URL' ? '' : raw === undefined ? '' : ` (got "${raw}")`;
+    return `  ${name}: ${issue.message}${shown}`;
+  });
+  throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+}

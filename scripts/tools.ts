@@ -1,0 +1,37 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+/** The project's root folder. */
+export const projectRoot = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * The `temporal` CLI to run: `TEMPORAL_CLI`, else the one the setup installed in
+ * `.tools/`, else one on PATH. Never a download.
+ */
+export function temporalCli(): string {
+  const fromEnv = process.env.TEMPORAL_CLI;
+  if (fromEnv) return fromEnv;
+  const local = fileURLToPath(new URL('../.tools/bin/temporal', import.meta.url));
+  if (existsSync(local)) return local;
+  try {
+    return execFileSync('sh', ['-c', 'command -v temporal'], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error('no temporal CLI found: run `npm run setup` (it installs one into .tools/) or set TEMPORAL_CLI');
+  }
+}
+
+/** A TCP port free on loopback right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}

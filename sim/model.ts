@@ -1,0 +1,512 @@
+/**
+ * The simulated Rancher's behaviour: validation, mutations, the pools'
+ * quantity-keeping, and states derived from stored timestamps.
+ */
+import { randomUUID } from "node:crypto";
+import { isPlainObject, NormanError } from "./http.js";
+import { randomId, type SimData, type StoredCluster, type StoredNode, type StoredNodePool } from "./state.js";
+
+/** Kubernetes versions the simulated Rancher offers, oldest first. */
+export const SUPPORTED_K8S_VERSIONS: readonly string[] = [
+  "v1.28.15-rancher1-1",
+  "v1.29.10-rancher1-1",
+  "v1.30.6-rancher1-1",
+  "v1.31.2-rancher1-1",
+];
+
+/** Timing and limits; changeable at run time through `PUT /admin/settings`. */
+export interface Settings {
+  clusterProvisionMs: number;
+  nodeBootMs: number;
+  nodeRemoveMs: number;
+  maxNodes: number;
+}
+
+export type NodePhase = "provisioning" | "registering" | "active" | "removing";
+
+export interface ClusterStatus {
+  state: "provisioning" | "active" | "updating" | "removing";
+  transitioning: "yes" | "no";
+  transitioningMessage: string;
+  provisioned: boolean;
+  ready: boolean;
+}
+
+const CLUSTER_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const HOSTNAME_PREFIX_RE = /^[a-z0-9]([-a-z0-9]*)?$/;
+const WAITING_FOR_NODES = "waiting for etcd and controlplane nodes to be registered";
+
+function invalid(fieldName: string, message: string): NormanError {
+  return new NormanError(422, "InvalidFormat", message, fieldName);
+}
+
+function missing(fieldName: string): NormanError {
+  return new NormanError(422, "MissingRequired", `${fieldName} is required`, fieldName);
+}
+
+function notFound(kind: string, id: string): NormanError {
+  return new NormanError(404, "NotFound", `${kind} ${id} not found`);
+}
+
+function requiredString(body: Record<string, unknown>, field: string): string {
+  const value = body[field];
+  if (value === undefined || value === null || value === "") throw missing(field);
+  if (typeof value !== "string") throw invalid(field, `${field} must be a string`);
+  return value;
+}
+
+function optionalString(body: Record<string, unknown>, field: string): string | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "string") throw invalid(field, `${field} must be a string`);
+  return value;
+}
+
+function optionalBoolean(body: Record<string, unknown>, field: string): boolean | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "boolean") throw invalid(field, `${field} must be a boolean`);
+  return value;
+}
+
+function optionalStringMap(body: Record<string, unknown>, field: string): Record<string, string> | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (!isPlainObject(value) || Object.values(value).some((v) => typeof v !== "string")) {
+    throw invalid(field, `${field} must be an object whose values are strings`);
+  }
+  return { ...(value as Record<string, string>) };
+}
+
+function checkType(body: Record<string, unknown>, expected: string): void {
+  if (body.type !== undefined && body.type !== expected) {
+    throw invalid("type", `type must be "${expected}"`);
+  }
+}
+
+/** Refuses a change to a field the simulator treats as fixed; an unchanged copy is fine (clients often PUT the whole object back). */
+function unchanged(body: Record<string, unknown>, field: string, current: unknown): void {
+  if (body[field] !== undefined && body[field] !== current) {
+    throw invalid(field, `${field} cannot be changed`);
+  }
+}
+
+function kubernetesVersionOf(body: Record<string, unknown>, required: boolean): string | undefined {
+  const rke = body.rancherKubernetesEngineConfig;
+  if (rke === undefined || rke === null) {
+    if (required) throw missing("rancherKubernetesEngineConfig");
+    return undefined;
+  }
+  if (!isPlainObject(rke)) throw invalid("rancherKubernetesEngineConfig", "rancherKubernetesEngineConfig must be an object");
+  const field = "rancherKubernetesEngineConfig.kubernetesVersion";
+  const version = rke.kubernetesVersion;
+  if (version === undefined || version === null || version === "") {
+    if (required) throw missing(field);
+    return undefined;
+  }
+  if (typeof version !== "string" || !SUPPORTED_K8S_VERSIONS.includes(version)) {
+    throw invalid(field, `kubernetesVersion ${JSON.stringify(version)} is not supported; supported versions: ${SUPPORTED_K8S_VERSIONS.join(", ")}`);
+  }
+  return version;
+}
+
+/** The simulated Rancher: owns the stored data and every rule about it. */
+export class RancherModel {
+  /** Set by every change so the server knows to write the state file. */
+  dirty = false;
+
+  constructor(
+    public data: SimData,
+    public settings: Settings,
+    private readonly isNeverReady: (hostname: string) => boolean,
+  ) {}
+
+  // ---- lookups -------------------------------------------------------------
+
+  cluster(id: string): StoredCluster {
+    const found = this.data.clusters.find((c) => c.id === id);
+    if (!found) throw notFound("cluster", id);
+    return found;
+  }
+
+  nodePool(id: string): StoredNodePool {
+    const found = this.data.nodePools.find((p) => p.id === id);
+    if (!found) throw notFound("nodePool", id);
+    return found;
+  }
+
+  node(id: string): StoredNode {
+    const found = this.data.nodes.find((n) => n.id === id);
+    if (!found) throw notFound("node", id);
+    return found;
+  }
+
+  nodesOfCluster(clusterId: string): StoredNode[] {
+    return this.data.nodes.filter((n) => n.clusterId === clusterId);
+  }
+
+  // ---- derived state ---------------------------------------------------------
+
+  /** When a node becomes (or became) ready; Infinity for nodes held back by a fault. */
+  nodeReadyAt(node: StoredNode): number {
+    if (this.isNeverReady(node.hostname)) return Infinity;
+    const boot = this.settings.nodeBootMs;
+    // Staggered by batch position so nodes of one scale-up register one by one, as real ones do.
+    return node.createdTS + boot + node.batchIndex * (boot / 4);
+  }
+
+  nodePhase(node: StoredNode, now: number): NodePhase {
+    if (node.removedTS !== null) return "removing";
+    if (now < node.createdTS + this.settings.nodeBootMs / 2) return "provisioning";
+    if (now < this.nodeReadyAt(node)) return "registering";
+    return "active";
+  }
+
+  /**
+   * The moment the cluster met the conditions for `active`, or null if it has
+   * not (yet): ready etcd and control-plane nodes, and the provisioning time over.
+   */
+  private clusterReadyAt(cluster: StoredCluster, now: number): number | null {
+    let etcd = Infinity;
+    let controlPlane = Infinity;
+    for (const node of this.nodesOfCluster(cluster.id)) {
+      if (node.removedTS !== null) continue;
+      const readyAt = this.nodeReadyAt(node);
+      if (readyAt > now) continue;
+      if (node.etcd) etcd = Math.min(etcd, readyAt);
+      if (node.controlPlane) controlPlane = Math.min(controlPlane, readyAt);
+    }
+    if (etcd === Infinity || controlPlane === Infinity) return null;
+    const at = Math.max(cluster.createdTS + this.settings.clusterProvisionMs, etcd, controlPlane);
+    return at <= now ? at : null;
+  }
+
+  private hasReadyControlNodes(cluster: StoredCluster, now: number): boolean {
+    const live = this.nodesOfCluster(cluster.id).filter((n) => this.nodePhase(n, now) === "active");
+    return live.some((n) => n.etcd) && live.some((n) => n.controlPlane);
+  }
+
+  clusterStatus(cluster: StoredCluster, now: number): ClusterStatus {
+    if (cluster.removedTS !== null) {
+      return { state: "removing", transitioning: "yes", transitioningMessage: "removing cluster", provisioned: cluster.provisionedTS !== null, ready: false };
+    }
+    const provisioned = cluster.provisionedTS !== null || this.clusterReadyAt(cluster, now) !== null;
+    if (!provisioned) {
+      return { state: "provisioning", transitioning: "yes", transitioningMessage: WAITING_FOR_NODES, provisioned: false, ready: false };
+    }
+    if (this.hasReadyControlNodes(cluster, now)) {
+      return { state: "active", transitioning: "no", transitioningMessage: "", provisioned: true, ready: true };
+    }
+    // Once provisioned a cluster that loses its control nodes is degraded, not new again.
+    return { state: "updating", transitioning: "yes", transitioningMessage: WAITING_FOR_NODES, provisioned: true, ready: false };
+  }
+
+  /**
+   * Brings stored facts up to date with the clock: purges what finished
+   * removing, removes nodes a pool gave up on, keeps pool quantities and
+   * records when clusters got provisioned. Run before every request, which is
+   * what makes the simulator timer-free.
+   */
+  reconcile(now: number): void {
+    const gone = (removedTS: number | null): boolean => removedTS !== null && now >= removedTS + this.settings.nodeRemoveMs;
+    const before = this.data.clusters.length + this.data.nodePools.length + this.data.nodes.length;
+    this.data.clusters = this.data.clusters.filter((c) => !gone(c.removedTS));
+    const clusterIds = new Set(this.data.clusters.map((c) => c.id));
+    this.data.nodePools = this.data.nodePools.filter((p) => !gone(p.removedTS) && clusterIds.has(p.clusterId));
+    const poolIds = new Set(this.data.nodePools.map((p) => p.id));
+    this.data.nodes = this.data.nodes.filter((n) => !gone(n.removedTS) && poolIds.has(n.nodePoolId));
+    if (this.data.clusters.length + this.data.nodePools.length + this.data.nodes.length !== before) this.dirty = true;
+
+    for (const pool of this.data.nodePools) {
+      if (pool.removedTS !== null) continue;
+      if (pool.deleteNotReadyAfterSecs > 0) this.dropNotReadyNodes(pool, now);
+      this.keepQuantity(pool, now);
+    }
+
+    for (const cluster of this.data.clusters) {
+      if (cluster.removedTS !== null || cluster.provisionedTS !== null) continue;
+      const at = this.clusterReadyAt(cluster, now);
+      if (at !== null) {
+        cluster.provisionedTS = at;
+        this.dirty = true;
+      }
+    }
+  }
+
+  /**
+   * Rancher's deleteNotReadyAfterSecs: a node still not ready that long after
+   * it should have been is deleted (and then replaced). Dated at the deadline,
+   * not at whenever somebody happened to look.
+   */
+  private dropNotReadyNodes(pool: StoredNodePool, now: number): void {
+    for (const node of this.data.nodes) {
+      if (node.nodePoolId !== pool.id || node.removedTS !== null || !this.isNeverReady(node.hostname)) continue;
+      const boot = this.settings.nodeBootMs;
+      const deadline = node.createdTS + boot + node.batchIndex * (boot / 4) + pool.deleteNotReadyAfterSecs * 1000;
+      if (now >= deadline) {
+        node.removedTS = deadline;
+        this.dirty = true;
+      }
+    }
+  }
+
+  /** Makes the pool's live node count equal its quantity: new nodes get the next hostnames, surplus goes highest index first. */
+  private keepQuantity(pool: StoredNodePool, now: number): void {
+    if (pool.removedTS !== null) return;
+    const live = this.data.nodes.filter((n) => n.nodePoolId === pool.id && n.removedTS === null);
+    if (live.length < pool.quantity) {
+      const missingCount = pool.quantity - live.length;
+      for (let batchIndex = 0; batchIndex < missingCount; batchIndex++) this.createNode(pool, batchIndex, now);
+      this.dirty = true;
+    } else if (live.length > pool.quantity) {
+      live.sort((a, b) => b.index - a.index);
+      for (const node of live.slice(0, live.length - pool.quantity)) node.removedTS = now;
+      this.dirty = true;
+    }
+  }
+
+  private createNode(pool: StoredNodePool, batchIndex: number, now: number): void {
+    const index = pool.nextIndex;
+    pool.nextIndex += 1;
+    const n = this.data.ipCounter;
+    this.data.ipCounter += 1;
+    this.data.nodes.push({
+      id: this.uniqueId(`${pool.clusterId}:m-`, (id) => this.data.nodes.some((x) => x.id === id)),
+      uuid: randomUUID(),
+      clusterId: pool.clusterId,
+      nodePoolId: pool.id,
+      hostname: `${pool.hostnamePrefix}${index}`,
+      index,
+      batchIndex,
+      createdTS: now,
+      removedTS: null,
+      unschedulable: false,
+      controlPlane: pool.controlPlane,
+      etcd: pool.etcd,
+      worker: pool.worker,
+      ipAddress: `10.42.${Math.floor(n / 254) % 256}.${(n % 254) + 1}`,
+    });
+  }
+
+  private uniqueId(prefix: string, taken: (id: string) => boolean): string {
+    for (;;) {
+      const id = prefix + randomId(5);
+      if (!taken(id)) return id;
+    }
+  }
+
+  // ---- clusters ----------------------------------------------------------------
+
+  createCluster(body: Record<string, unknown>, now: number): StoredCluster {
+    checkType(body, "cluster");
+    const name = requiredString(body, "name");
+    if (name.length > 63 || !CLUSTER_NAME_RE.test(name)) {
+      throw invalid("name", `name ${JSON.stringify(name)} must be at most 63 characters of lowercase letters, digits and '-', starting and ending with a letter or digit`);
+    }
+    if (this.data.clusters.some((c) => c.removedTS === null && c.name === name)) {
+      throw new NormanError(422, "NotUnique", `cluster name ${JSON.stringify(name)} is already in use`, "name");
+    }
+    const kubernetesVersion = kubernetesVersionOf(body, true) as string;
+    const cluster: StoredCluster = {
+      id: this.uniqueId("c-", (id) => this.data.clusters.some((c) => c.id === id)),
+      uuid: randomUUID(),
+      name,
+      description: optionalString(body, "description") ?? "",
+      labels: optionalStringMap(body, "labels") ?? {},
+      annotations: optionalStringMap(body, "annotations") ?? {},
+      kubernetesVersion,
+      createdTS: now,
+      removedTS: null,
+      provisionedTS: null,
+    };
+    this.data.clusters.push(cluster);
+    this.dirty = true;
+    return cluster;
+  }
+
+  updateCluster(id: string, body: Record<string, unknown>): StoredCluster {
+    const cluster = this.cluster(id);
+    if (cluster.removedTS !== null) throw new NormanError(409, "Conflict", `cluster ${id} is being removed`);
+    checkType(body, "cluster");
+    unchanged(body, "name", cluster.name);
+    // Validate everything before changing anything, so a 422 leaves the cluster as it was.
+    const description = optionalString(body, "description");
+    const labels = optionalStringMap(body, "labels");
+    const annotations = optionalStringMap(body, "annotations");
+    const version = kubernetesVersionOf(body, false);
+    if (description !== undefined) cluster.description = description;
+    if (labels !== undefined) cluster.labels = labels;
+    if (annotations !== undefined) cluster.annotations = annotations;
+    if (version !== undefined) cluster.kubernetesVersion = version;
+    this.dirty = true;
+    return cluster;
+  }
+
+  deleteCluster(id: string, now: number): StoredCluster {
+    const cluster = this.cluster(id);
+    if (cluster.removedTS !== null) return cluster;
+    cluster.removedTS = now;
+    for (const pool of this.data.nodePools) if (pool.clusterId === id && pool.removedTS === null) pool.removedTS = now;
+    for (const node of this.data.nodes) if (node.clusterId === id && node.removedTS === null) node.removedTS = now;
+    this.dirty = true;
+    return cluster;
+  }
+
+  // ---- node pools ------------------------------------------------------------------
+
+  private checkQuota(quantity: number, exceptPoolId: string | null): void {
+    let total = quantity;
+    for (const pool of this.data.nodePools) {
+      if (pool.removedTS === null && pool.id !== exceptPoolId) total += pool.quantity;
+    }
+    if (total > this.settings.maxNodes) {
+      throw new NormanError(403, "PermissionDenied", `node quota exceeded: this would make ${total} nodes, the quota is ${this.settings.maxNodes}`);
+    }
+  }
+
+  private quantityOf(body: Record<string, unknown>, required: boolean): number | undefined {
+    const value = body.quantity;
+    if (value === undefined || value === null) {
+      if (required) throw missing("quantity");
+      return undefined;
+    }
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+      throw invalid("quantity", "quantity must be an integer of 0 or more");
+    }
+    return value;
+  }
+
+  private deleteNotReadyOf(body: Record<string, unknown>): number | undefined {
+    const value = body.deleteNotReadyAfterSecs;
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+      throw invalid("deleteNotReadyAfterSecs", "deleteNotReadyAfterSecs must be an integer of 0 or more");
+    }
+    return value;
+  }
+
+  private nodeTemplateIdOf(body: Record<string, unknown>): string | null | undefined {
+    if (body.nodeTemplateId === null) return null;
+    return optionalString(body, "nodeTemplateId");
+  }
+
+  createNodePool(body: Record<string, unknown>, now: number): StoredNodePool {
+    checkType(body, "nodePool");
+    const clusterId = requiredString(body, "clusterId");
+    const cluster = this.data.clusters.find((c) => c.id === clusterId);
+    if (!cluster) throw invalid("clusterId", `cluster not found: ${clusterId}`);
+    if (cluster.removedTS !== null) throw new NormanError(409, "Conflict", `cluster ${clusterId} is being removed`);
+    const name = requiredString(body, "name");
+    if (name.length > 253) throw invalid("name", "name must be at most 253 characters");
+    const livePools = this.data.nodePools.filter((p) => p.clusterId === clusterId && p.removedTS === null);
+    if (livePools.some((p) => p.name === name)) {
+      throw new NormanError(422, "NotUnique", `node pool name ${JSON.stringify(name)} is already in use in cluster ${clusterId}`, "name");
+    }
+    const hostnamePrefix = requiredString(body, "hostnamePrefix");
+    if (hostnamePrefix.length > 50 || !HOSTNAME_PREFIX_RE.test(hostnamePrefix)) {
+      throw invalid("hostnamePrefix", "hostnamePrefix must be at most 50 characters of lowercase letters, digits and '-', starting with a letter or digit");
+    }
+    // Two pools with one prefix would hand out the same hostnames.
+    if (livePools.some((p) => p.hostnamePrefix === hostnamePrefix)) {
+      throw new NormanError(422, "NotUnique", `hostnamePrefix ${JSON.stringify(hostnamePrefix)} is already used by another pool of cluster ${clusterId}`, "hostnamePrefix");
+    }
+    const quantity = this.quantityOf(body, true) as number;
+    const controlPlane = optionalBoolean(body, "controlPlane") ?? false;
+    const etcd = optionalBoolean(body, "etcd") ?? false;
+    const worker = optionalBoolean(body, "worker") ?? false;
+    if (!controlPlane && !etcd && !worker) {
+      throw invalid("controlPlane", "at least one of controlPlane, etcd and worker must be true");
+    }
+    const nodeTemplateId = this.nodeTemplateIdOf(body) ?? null;
+    const drainBeforeDelete = optionalBoolean(body, "drainBeforeDelete") ?? false;
+    const deleteNotReadyAfterSecs = this.deleteNotReadyOf(body) ?? 0;
+    const labels = optionalStringMap(body, "labels") ?? {};
+    const annotations = optionalStringMap(body, "annotations") ?? {};
+    this.checkQuota(quantity, null);
+
+    const pool: StoredNodePool = {
+      id: this.uniqueId(`${clusterId}:np-`, (id) => this.data.nodePools.some((p) => p.id === id)),
+      uuid: randomUUID(),
+      clusterId,
+      name,
+      hostnamePrefix,
+      quantity,
+      controlPlane,
+      etcd,
+      worker,
+      nodeTemplateId,
+      drainBeforeDelete,
+      deleteNotReadyAfterSecs,
+      labels,
+      annotations,
+      createdTS: now,
+      removedTS: null,
+      nextIndex: 1,
+    };
+    this.data.nodePools.push(pool);
+    this.keepQuantity(pool, now);
+    this.dirty = true;
+    return pool;
+  }
+
+  updateNodePool(id: string, body: Record<string, unknown>, now: number): StoredNodePool {
+    const pool = this.nodePool(id);
+    if (pool.removedTS !== null) throw new NormanError(409, "Conflict", `node pool ${id} is being removed`);
+    checkType(body, "nodePool");
+    for (const field of ["clusterId", "name", "hostnamePrefix", "controlPlane", "etcd", "worker"] as const) {
+      unchanged(body, field, pool[field]);
+    }
+    const quantity = this.quantityOf(body, false);
+    const nodeTemplateId = this.nodeTemplateIdOf(body);
+    const drainBeforeDelete = optionalBoolean(body, "drainBeforeDelete");
+    const deleteNotReadyAfterSecs = this.deleteNotReadyOf(body);
+    const labels = optionalStringMap(body, "labels");
+    const annotations = optionalStringMap(body, "annotations");
+    if (quantity !== undefined && quantity > pool.quantity) this.checkQuota(quantity, pool.id);
+
+    if (quantity !== undefined) pool.quantity = quantity;
+    if (nodeTemplateId !== undefined) pool.nodeTemplateId = nodeTemplateId;
+    if (drainBeforeDelete !== undefined) pool.drainBeforeDelete = drainBeforeDelete;
+    if (deleteNotReadyAfterSecs !== undefined) pool.deleteNotReadyAfterSecs = deleteNotReadyAfterSecs;
+    if (labels !== undefined) pool.labels = labels;
+    if (annotations !== undefined) pool.annotations = annotations;
+    this.keepQuantity(pool, now);
+    this.dirty = true;
+    return pool;
+  }
+
+  deleteNodePool(id: string, now: number): StoredNodePool {
+    const pool = this.nodePool(id);
+    if (pool.removedTS !== null) return pool;
+    pool.removedTS = now;
+    for (const node of this.data.nodes) if (node.nodePoolId === id && node.removedTS === null) node.removedTS = now;
+    this.dirty = true;
+    return pool;
+  }
+
+  // ---- nodes ---------------------------------------------------------------------------
+
+  deleteNode(id: string, now: number): StoredNode {
+    const node = this.node(id);
+    if (node.removedTS !== null) return node;
+    node.removedTS = now;
+    const pool = this.data.nodePools.find((p) => p.id === node.nodePoolId);
+    // The pool still wants its quantity, so the replacement appears at once.
+    if (pool) this.keepQuantity(pool, now);
+    this.dirty = true;
+    return node;
+  }
+
+  setUnschedulable(id: string, unschedulable: boolean, now: number): StoredNode {
+    const node = this.node(id);
+    const phase = this.nodePhase(node, now);
+    if (phase !== "active") {
+      throw new NormanError(409, "Conflict", `node ${id} is ${phase}; ${unschedulable ? "cordon" : "uncordon"} needs an active node`);
+    }
+    if (node.unschedulable !== unschedulable) {
+      node.unschedulable = unschedulable;
+      this.dirty = true;
+    }
+    return node;
+  }
+}

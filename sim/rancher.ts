@@ -1,0 +1,544 @@
+/**
+ * A simulator of the part of Rancher's v3 (Norman) management API that Kumo
+ * uses: clusters, node pools, nodes and one setting, plus an unauthenticated
+ * /admin API for tests (state dump, reset, fault injection, timing, call log).
+ *
+ * It is not Rancher and runs nothing: nodes and clusters only move through
+ * their states as time passes. It exists so Kumo can be developed and tested
+ * where a real Rancher is not available; Kumo reaches it only by URL.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { FaultConfigError, Faults, ruleReply } from "./faults.js";
+import {
+  errorReply,
+  fromNormanError,
+  isPlainObject,
+  NormanError,
+  parseJsonObject,
+  readBody,
+  sendReply,
+  type Reply,
+} from "./http.js";
+import { RancherModel, type Settings } from "./model.js";
+import { renderCluster, renderKubeconfig, renderNode, renderNodePool, renderVersionsSetting, type RenderContext } from "./render.js";
+import { emptyState, loadState, saveState } from "./state.js";
+
+/** Options for {@link startRancherSim}. */
+export interface RancherSimOptions {
+  /** TCP port; 0 picks a free one. Default 0. */
+  port?: number;
+  /** Address to listen on. Default 127.0.0.1; the /admin API refuses non-loopback callers anyway. */
+  host?: string;
+  /** JSON file the state is persisted to and loaded from; null keeps everything in memory. */
+  stateFile?: string | null;
+  /** The API token clients must present as `Authorization: Bearer <token>`. */
+  token: string;
+  /** How long simulated work takes. */
+  timing?: {
+    /** Minimum time from cluster creation to `active`. Default 3000. */
+    clusterProvisionMs?: number;
+    /** Time for a node to boot and register. Default 2000. */
+    nodeBootMs?: number;
+    /** Time a removed cluster, pool or node stays in `removing`. Default 1000. */
+    nodeRemoveMs?: number;
+  };
+}
+
+/** A running simulator. */
+export interface RancherSim {
+  /** Base URL, e.g. `http://127.0.0.1:8090`; the v3 API is under `${url}/v3`. */
+  url: string;
+  /** Stops listening, drops open connections and writes the state file one last time. */
+  close(): Promise<void>;
+}
+
+const BODY_LIMIT = 1024 * 1024;
+const RECENT_CALLS = 500;
+const COLLECTIONS = ["clusters", "nodepools", "nodes", "settings"] as const;
+type Collection = (typeof COLLECTIONS)[number];
+const ACTIONS: Record<Collection, readonly string[]> = {
+  clusters: ["generateKubeconfig"],
+  nodepools: [],
+  nodes: ["cordon", "uncordon"],
+  settings: [],
+};
+const RESOURCE_TYPES: Record<Collection, string> = {
+  clusters: "cluster",
+  nodepools: "nodePool",
+  nodes: "node",
+  settings: "setting",
+};
+/** Query parameters that steer a list rather than filter it. */
+const NON_FILTER_PARAMS = new Set(["limit", "marker", "sort", "order", "reverse", "action"]);
+
+interface CallRecord {
+  method: string;
+  path: string;
+  route: string;
+  status: number;
+  at: string;
+}
+
+/** Counts /v3 calls so tests can assert how Kumo talks to Rancher (e.g. that retries happened). */
+class CallLog {
+  total = 0;
+  byRoute = new Map<string, number>();
+  recent: CallRecord[] = [];
+
+  record(call: CallRecord): void {
+    this.total += 1;
+    this.byRoute.set(call.route, (this.byRoute.get(call.route) ?? 0) + 1);
+    this.recent.push(call);
+    if (this.recent.length > RECENT_CALLS) this.recent.shift();
+  }
+
+  clear(): void {
+    this.total = 0;
+    this.byRoute.clear();
+    this.recent = [];
+  }
+
+  snapshot(): Record<string, unknown> {
+    return { total: this.total, byRoute: Object.fromEntries(this.byRoute), recent: [...this.recent] };
+  }
+}
+
+function nonNegativeInteger(value: unknown, what: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+    throw new TypeError(`${what} must be a non-negative integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+function digest(text: string): Buffer {
+  return createHash("sha256").update(text, "utf8").digest();
+}
+
+/**
+ * Checks the Authorization header against the token in constant time. Basic
+ * auth with the token as `user:password` is also accepted because Rancher
+ * tokens (`token-xxxxx:secret`) are commonly sent that way.
+ */
+function authorized(header: string | undefined, expected: Buffer): boolean {
+  if (header === undefined) return false;
+  const match = /^(Bearer|Basic)\s+(\S+)\s*$/i.exec(header);
+  if (!match) return false;
+  const scheme = (match[1] ?? "").toLowerCase();
+  let presented = match[2] ?? "";
+  if (scheme === "basic") presented = Buffer.from(presented, "base64").toString("utf8");
+  // Hashing first makes both sides the same length, which timingSafeEqual needs.
+  return timingSafeEqual(digest(presented), expected);
+}
+
+function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  return address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
+}
+
+function sleep(ms: number): Promise<void> {
+  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
+}
+
+function splitPath(pathname: string): string[] | null {
+  const segments: string[] = [];
+  for (const raw of pathname.split("/")) {
+    if (raw === "") continue;
+    try {
+      segments.push(decodeURIComponent(raw));
+    } catch {
+      return null;
+    }
+  }
+  return segments;
+}
+
+function asCollection(segment: string | undefined): Collection | undefined {
+  const lower = segment?.toLowerCase();
+  return COLLECTIONS.find((c) => c === lower);
+}
+
+/** The route a /v3 call is counted under, e.g. `GET /v3/clusters/:id`; bounded so junk URLs cannot grow the map. */
+function routeKey(method: string, segments: string[], action: string | null): string {
+  const collection = asCollection(segments[1]);
+  if (segments[0] !== "v3" || collection === undefined || segments.length > 3) return `${method} (unknown route)`;
+  let key = `${method} /v3/${collection}${segments.length === 3 ? "/:id" : ""}`;
+  if (action !== null) key += `?action=${ACTIONS[collection].includes(action) ? action : "(unknown)"}`;
+  return key;
+}
+
+/**
+ * Starts the Rancher simulator.
+ *
+ * @returns once it is listening; `url` is the base URL to give Kumo.
+ * @throws when the state file exists but cannot be read, or the port is taken.
+ */
+export async function startRancherSim(opts: RancherSimOptions): Promise<RancherSim> {
+  if (typeof opts.token !== "string" || opts.token === "") throw new TypeError("startRancherSim: token must be a non-empty string");
+  const host = opts.host ?? "127.0.0.1";
+  const port = opts.port ?? 0;
+  const stateFile = opts.stateFile ?? null;
+  const initialSettings: Settings = {
+    clusterProvisionMs: nonNegativeInteger(opts.timing?.clusterProvisionMs ?? 3000, "timing.clusterProvisionMs"),
+    nodeBootMs: nonNegativeInteger(opts.timing?.nodeBootMs ?? 2000, "timing.nodeBootMs"),
+    nodeRemoveMs: nonNegativeInteger(opts.timing?.nodeRemoveMs ?? 1000, "timing.nodeRemoveMs"),
+    maxNodes: 5000,
+  };
+  const expectedToken = digest(opts.token);
+  const faults = new Faults();
+  const calls = new CallLog();
+  const model = new RancherModel(stateFile ? loadState(stateFile) : emptyState(), { ...initialSettings }, (hostname) =>
+    faults.isNeverReady(hostname),
+  );
+  const startedTS = Date.now();
+  let closed = false;
+
+  function persist(force = false): void {
+    if (!force && !model.dirty) return;
+    model.dirty = false;
+    if (stateFile === null || closed) return;
+    try {
+      saveState(stateFile, model.data);
+    } catch (err) {
+      // Keep serving: a full disk should show up in the log, not take the simulator down.
+      model.dirty = true;
+      console.error(`rancher simulator: could not write state file: ${(err as Error).message}`);
+    }
+  }
+
+  let listenUrl = "";
+
+  /** Links must work for the client, so they use the Host it connected with. */
+  function baseUrl(req: IncomingMessage): string {
+    const hostHeader = req.headers.host;
+    if (hostHeader !== undefined && /^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(hostHeader)) {
+      return `http://${hostHeader}`;
+    }
+    return listenUrl;
+  }
+
+  // ---- /v3 -----------------------------------------------------------------------
+
+  function list(ctx: RenderContext, collection: Collection, query: URLSearchParams, selfLink: string): Reply {
+    let items: Record<string, unknown>[];
+    switch (collection) {
+      case "clusters":
+        items = model.data.clusters.map((c) => renderCluster(ctx, c));
+        break;
+      case "nodepools":
+        items = model.data.nodePools.map((p) => renderNodePool(ctx, p));
+        break;
+      case "nodes":
+        items = model.data.nodes.map((n) => renderNode(ctx, n));
+        break;
+      case "settings":
+        items = [renderVersionsSetting(ctx.base, startedTS)];
+        break;
+    }
+    // A Map, because query keys such as "__proto__" must not reach an object's prototype.
+    const filters = new Map<string, Array<{ modifier: string; value: string }>>();
+    for (const [key, value] of query) {
+      if (NON_FILTER_PARAMS.has(key)) continue;
+      const conditions = filters.get(key) ?? [];
+      conditions.push({ modifier: "eq", value });
+      filters.set(key, conditions);
+    }
+    // Exact match on scalar top-level fields; a filter on a field that does not
+    // exist matches nothing, which is safer for a caller than matching everything.
+    const data = items.filter((item) =>
+      [...filters].every(([key, conditions]) => {
+        const field = Object.hasOwn(item, key) ? item[key] : undefined;
+        if (typeof field !== "string" && typeof field !== "number" && typeof field !== "boolean") return false;
+        return conditions.some((c) => String(field) === c.value);
+      }),
+    );
+    const limitParam = Number(query.get("limit"));
+    const limit = Number.isInteger(limitParam) && limitParam > 0 ? limitParam : 1000;
+    const pagination: Record<string, unknown> = { limit, total: data.length };
+    if (data.length > limit) pagination.partial = true;
+    return {
+      status: 200,
+      body: {
+        type: "collection",
+        resourceType: RESOURCE_TYPES[collection],
+        data: data.slice(0, limit),
+        pagination,
+        links: { self: selfLink },
+        createTypes: collection === "clusters" || collection === "nodepools" ? { [RESOURCE_TYPES[collection]]: `${ctx.base}/v3/${collection}` } : {},
+        actions: {},
+        sort: {},
+        filters: Object.fromEntries(filters),
+      },
+    };
+  }
+
+  function getOne(ctx: RenderContext, collection: Collection, id: string): Record<string, unknown> {
+    switch (collection) {
+      case "clusters":
+        return renderCluster(ctx, model.cluster(id));
+      case "nodepools":
+        return renderNodePool(ctx, model.nodePool(id));
+      case "nodes":
+        return renderNode(ctx, model.node(id));
+      case "settings":
+        if (id === "k8s-versions-current") return renderVersionsSetting(ctx.base, startedTS);
+        throw new NormanError(404, "NotFound", `setting ${id} not found`);
+    }
+  }
+
+  function methodNotAllowed(method: string, what: string): NormanError {
+    return new NormanError(405, "MethodNotAllowed", `${method} is not supported on ${what}`);
+  }
+
+  function action(ctx: RenderContext, collection: Collection, id: string, name: string): Reply {
+    if (!ACTIONS[collection].includes(name)) throw new NormanError(404, "NotFound", `action ${name} not found on ${RESOURCE_TYPES[collection]}`);
+    const resource = getOne(ctx, collection, id);
+    const available = isPlainObject(resource.actions) && Object.hasOwn(resource.actions, name);
+    if (!available) {
+      throw new NormanError(409, "Conflict", `action ${name} is not available while ${RESOURCE_TYPES[collection]} ${id} is ${String(resource.state)}`);
+    }
+    if (collection === "clusters") return { status: 200, body: renderKubeconfig(ctx.base, model.cluster(id)) };
+    const node = model.setUnschedulable(id, name === "cordon", ctx.now);
+    return { status: 200, body: renderNode(ctx, node) };
+  }
+
+  function handleV3(req: IncomingMessage, segments: string[], query: URLSearchParams, bodyText: string, selfLink: string): Reply {
+    const now = Date.now();
+    model.reconcile(now);
+    const ctx: RenderContext = { model, base: baseUrl(req), now };
+    const method = req.method ?? "GET";
+    const collection = asCollection(segments[1]);
+    if (collection === undefined || segments.length > 3) throw new NormanError(404, "NotFound", `no such resource: /${segments.join("/")}`);
+    const id = segments[2];
+    const actionName = query.get("action");
+
+    if (id === undefined) {
+      if (actionName !== null) throw new NormanError(404, "NotFound", `action ${actionName} not found on the ${collection} collection`);
+      if (method === "GET") return list(ctx, collection, query, selfLink);
+      if (method === "POST" && collection === "clusters") {
+        return { status: 201, body: renderCluster(ctx, model.createCluster(parseJsonObject(bodyText), now)) };
+      }
+      if (method === "POST" && collection === "nodepools") {
+        return { status: 201, body: renderNodePool(ctx, model.createNodePool(parseJsonObject(bodyText), now)) };
+      }
+      if (method === "POST" && collection === "nodes") {
+        throw methodNotAllowed(method, "/v3/nodes: nodes are created by node pools in this simulator");
+      }
+      throw methodNotAllowed(method, `/v3/${collection}`);
+    }
+
+    if (actionName !== null) {
+      if (method !== "POST") throw methodNotAllowed(method, "actions (use POST)");
+      return action(ctx, collection, id, actionName);
+    }
+    if (method === "GET") return { status: 200, body: getOne(ctx, collection, id) };
+    if (method === "PUT" && collection === "clusters") {
+      return { status: 200, body: renderCluster(ctx, model.updateCluster(id, parseJsonObject(bodyText))) };
+    }
+    if (method === "PUT" && collection === "nodepools") {
+      return { status: 200, body: renderNodePool(ctx, model.updateNodePool(id, parseJsonObject(bodyText), now)) };
+    }
+    if (method === "DELETE" && collection === "clusters") return { status: 200, body: renderCluster(ctx, model.deleteCluster(id, now)) };
+    if (method === "DELETE" && collection === "nodepools") return { status: 200, body: renderNodePool(ctx, model.deleteNodePool(id, now)) };
+    if (method === "DELETE" && collection === "nodes") return { status: 200, body: renderNode(ctx, model.deleteNode(id, now)) };
+    throw methodNotAllowed(method, `/v3/${collection}/:id`);
+  }
+
+  /** Runs a route, turning every failure into a Norman error so no input can crash the process. */
+  function safely(run: () => Reply): Reply {
+    try {
+      return run();
+    } catch (err) {
+      if (err instanceof NormanError) return fromNormanError(err);
+      console.error("rancher simulator: handler failed:", err);
+      return errorReply(500, "ServerError", "internal error in the rancher simulator");
+    }
+  }
+
+  async function serveV3(req: IncomingMessage, segments: string[], rawPath: string, pathname: string, query: URLSearchParams): Promise<Reply> {
+    const method = req.method ?? "GET";
+    const actionName = query.get("action");
+    let reply: Reply;
+    let bodyText = "";
+    try {
+      bodyText = await readBody(req, BODY_LIMIT);
+    } catch (err) {
+      reply = err instanceof NormanError ? fromNormanError(err) : errorReply(400, "InvalidBodyContent", "could not read the request body");
+      calls.record({ method, path: rawPath, route: routeKey(method, segments, actionName), status: reply.status, at: new Date().toISOString() });
+      return reply;
+    }
+
+    if (!authorized(req.headers.authorization, expectedToken)) {
+      reply = errorReply(401, "Unauthorized", "must authenticate");
+    } else {
+      await sleep(faults.latencyMs);
+      const rule = faults.takeRule(method, pathname);
+      if (rule?.latencyMs !== undefined) await sleep(rule.latencyMs);
+      const randomFailure = rule === undefined ? faults.randomFailure() : undefined;
+      if (rule !== undefined && rule.afterEffect !== true) {
+        reply = ruleReply(rule);
+      } else if (randomFailure !== undefined) {
+        reply = randomFailure;
+      } else {
+        const selfLink = `${baseUrl(req)}${rawPath}`;
+        reply = safely(() => handleV3(req, segments, query, bodyText, selfLink));
+        if (rule !== undefined) reply = ruleReply(rule);
+      }
+    }
+    calls.record({ method, path: rawPath, route: routeKey(method, segments, actionName), status: reply.status, at: new Date().toISOString() });
+    return reply;
+  }
+
+  // ---- /admin ----------------------------------------------------------------------
+
+  function adminBody(bodyText: string): Record<string, unknown> {
+    return parseJsonObject(bodyText, 400);
+  }
+
+  function updateSettings(body: Record<string, unknown>): void {
+    const next = { ...model.settings };
+    for (const [key, value] of Object.entries(body)) {
+      if (!Object.hasOwn(next, key)) throw new NormanError(400, "InvalidFormat", `unknown setting "${key}"`, key);
+      if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+        throw new NormanError(400, "InvalidFormat", `${key} must be a non-negative integer`, key);
+      }
+      next[key as keyof Settings] = value;
+    }
+    model.settings = next;
+  }
+
+  function handleAdmin(req: IncomingMessage, segments: string[], bodyText: string): Reply {
+    const method = req.method ?? "GET";
+    const now = Date.now();
+    model.reconcile(now);
+    const what = segments[1];
+    if (segments.length !== 2) throw new NormanError(404, "NotFound", "no such admin endpoint");
+    const allowed = (methods: string[]): void => {
+      if (!methods.includes(method)) throw methodNotAllowed(method, `/admin/${what}`);
+    };
+    switch (what) {
+      case "state": {
+        allowed(["GET"]);
+        const ctx: RenderContext = { model, base: baseUrl(req), now };
+        return {
+          status: 200,
+          body: {
+            clusters: model.data.clusters.map((c) => renderCluster(ctx, c)),
+            nodePools: model.data.nodePools.map((p) => renderNodePool(ctx, p)),
+            nodes: model.data.nodes.map((n) => renderNode(ctx, n)),
+          },
+        };
+      }
+      case "reset":
+        allowed(["POST"]);
+        model.data = emptyState();
+        model.settings = { ...initialSettings };
+        model.dirty = true;
+        faults.clear();
+        calls.clear();
+        return { status: 200, body: { ok: true } };
+      case "faults":
+        allowed(["GET", "PUT", "DELETE"]);
+        if (method === "PUT") {
+          try {
+            faults.replace(adminBody(bodyText));
+          } catch (err) {
+            if (err instanceof FaultConfigError) throw new NormanError(400, "InvalidFormat", err.message);
+            throw err;
+          }
+        }
+        if (method === "DELETE") faults.clear();
+        return { status: 200, body: faults.snapshot() };
+      case "settings":
+        allowed(["GET", "PUT"]);
+        if (method === "PUT") updateSettings(adminBody(bodyText));
+        return { status: 200, body: { ...model.settings } };
+      case "calls":
+        allowed(["GET", "DELETE"]);
+        if (method === "DELETE") calls.clear();
+        return { status: 200, body: calls.snapshot() };
+      default:
+        throw new NormanError(404, "NotFound", `no such admin endpoint: /admin/${what ?? ""}`);
+    }
+  }
+
+  async function serveAdmin(req: IncomingMessage, segments: string[]): Promise<Reply> {
+    let bodyText: string;
+    try {
+      bodyText = await readBody(req, BODY_LIMIT);
+    } catch (err) {
+      return err instanceof NormanError ? fromNormanError(err) : errorReply(400, "InvalidBodyContent", "could not read the request body");
+    }
+    // No auth on /admin, so it must not be reachable from elsewhere even when bound to a public address.
+    if (!isLoopback(req.socket.remoteAddress)) return errorReply(403, "PermissionDenied", "the admin API only answers loopback clients");
+    return safely(() => handleAdmin(req, segments, bodyText));
+  }
+
+  // ---- dispatch ------------------------------------------------------------------------
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const rawPath = req.url ?? "/";
+    const q = rawPath.indexOf("?");
+    const pathname = q === -1 ? rawPath : rawPath.slice(0, q);
+    const query = new URLSearchParams(q === -1 ? "" : rawPath.slice(q + 1));
+    const segments = splitPath(pathname);
+    let reply: Reply;
+    if (segments === null) {
+      req.resume();
+      reply = errorReply(404, "NotFound", "malformed path");
+    } else if (segments[0] === "v3") {
+      reply = await serveV3(req, segments, rawPath, pathname, query);
+    } else if (segments[0] === "admin") {
+      reply = await serveAdmin(req, segments);
+    } else if (segments.length === 1 && segments[0] === "healthz" && (req.method === "GET" || req.method === "HEAD")) {
+      req.resume();
+      reply = { status: 200, body: { ok: true } };
+    } else {
+      req.resume();
+      reply = errorReply(404, "NotFound", `no such resource: ${pathname}`);
+    }
+    persist();
+    sendReply(res, reply);
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      console.error("rancher simulator: request failed:", err);
+      sendReply(res, errorReply(500, "ServerError", "internal error in the rancher simulator"));
+    });
+  });
+  server.on("clientError", (_err, socket) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    else socket.destroy();
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  listenUrl = `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
+  // Write once at start so a fresh state file exists and a bad path fails loudly now, not on the first request.
+  if (stateFile !== null) saveState(stateFile, model.data);
+
+  let closing: Promise<void> | null = null;
+  return {
+    url: listenUrl,
+    close(): Promise<void> {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Keep-alive and delayed (latency-faulted) requests would otherwise hold close() open.
+        server.closeAllConnections();
+      }).then(() => {
+        persist(true);
+        closed = true;
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,307 @@
+import type { ClusterRecord, ClusterState, NodePoolRecord, NodeRecord } from '../domain/cluster.js';
+import type { OperationFailure, OperationKind, OperationRecord, OperationStatus, StepRecord } from '../domain/operation.js';
+import { openDb, type Db } from './db.js';
+import { migrate } from './migrations.js';
+
+interface ClusterRow {
+  id: string;
+  name: string;
+  kubernetes_version: string;
+  description: string | null;
+  labels: string;
+  state: string;
+  rancher_id: string | null;
+  rancher_state: string | null;
+  api_endpoint: string | null;
+  node_pools: string;
+  nodes: string;
+  last_operation_id: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+interface OperationRow {
+  id: string;
+  kind: string;
+  target: string;
+  status: string;
+  step: string | null;
+  detail: string | null;
+  steps: string;
+  started_at: string;
+  finished_at: string | null;
+  failure: string | null;
+  workflow_id: string;
+  run_id: string | null;
+}
+
+export interface OperationFilter {
+  kind?: string;
+  status?: OperationStatus;
+  target?: string;
+  /** Opaque cursor from a previous page. */
+  cursor?: string;
+  limit: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+/** Cluster states in which a name may be created again (the previous attempt is over). */
+const reusableStates: ClusterState[] = ['failed'];
+
+/**
+ * Kumo's resource store: desired state, inventory, and the audit record of every
+ * operation. Runs live in Temporal; this keeps what must outlive its retention.
+ */
+export class Store {
+  private constructor(private readonly db: Db) {}
+
+  /** Opens the database named by `url` and brings its schema up to date. */
+  static async open(url: string): Promise<Store> {
+    const db = await openDb(url);
+    await migrate(db);
+    return new Store(db);
+  }
+
+  get dialect(): Db['dialect'] {
+    return this.db.dialect;
+  }
+
+  async ping(): Promise<void> {
+    await this.db.all('SELECT 1 AS ok');
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+
+  /**
+   * Records a new cluster and the operation creating it, atomically. Returns the
+   * existing cluster instead when the name is taken by one that is not over.
+   */
+  async createCluster(cluster: ClusterRecord, operation: OperationRecord): Promise<{ created: true } | { created: false; existing: ClusterRecord }> {
+    return this.db.transaction(async (tx) => {
+      const existing = await this.readCluster(tx, cluster.id);
+      if (existing && !reusableStates.includes(existing.state)) return { created: false, existing };
+      if (existing) await tx.run('DELETE FROM clusters WHERE id = $1', [cluster.id]);
+      await tx.run(
+        `INSERT INTO clusters (id, name, kubernetes_version, description, labels, state, rancher_id, rancher_state, api_endpoint,
+           node_pools, nodes, last_operation_id, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+        [
+          cluster.id,
+          cluster.name,
+          cluster.kubernetesVersion,
+          cluster.description ?? null,
+          JSON.stringify(cluster.labels),
+          cluster.state,
+          existing?.rancherId ?? cluster.rancherId,
+          cluster.rancherState,
+          cluster.apiEndpoint,
+          JSON.stringify(cluster.nodePools),
+          JSON.stringify(cluster.nodes),
+          operation.id,
+          cluster.createdAt,
+          cluster.updatedAt,
+        ],
+      );
+      await this.insertOperation(tx, operation);
+      return { created: true };
+    });
+  }
+
+  /** Undoes {@link createCluster} when the workflow could not be started. */
+  async forgetClusterCreation(clusterId: string, operationId: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.run('DELETE FROM operations WHERE id = $1', [operationId]);
+      await tx.run('DELETE FROM clusters WHERE id = $1 AND last_operation_id = $2', [clusterId, operationId]);
+    });
+  }
+
+  async getCluster(id: string): Promise<ClusterRecord | null> {
+    return this.readCluster(this.db, id);
+  }
+
+  async listClusters(): Promise<ClusterRecord[]> {
+    const rows = await this.db.all<ClusterRow>('SELECT * FROM clusters ORDER BY name');
+    return rows.map(toCluster);
+  }
+
+  /** Updates what Rancher reported about a cluster. Fields left out are kept. */
+  async updateCluster(
+    id: string,
+    patch: Partial<Pick<ClusterRecord, 'state' | 'rancherId' | 'rancherState' | 'apiEndpoint' | 'nodePools' | 'nodes'>>,
+  ): Promise<void> {
+    const sets: string[] = [];
+    const params: unknown[] = [];
+    const add = (column: string, value: unknown) => {
+      params.push(value);
+      sets.push(`${column} = $${params.length}`);
+    };
+    if (patch.state !== undefined) add('state', patch.state);
+    if (patch.rancherId !== undefined) add('rancher_id', patch.rancherId);
+    if (patch.rancherState !== undefined) add('rancher_state', patch.rancherState);
+    if (patch.apiEndpoint !== undefined) add('api_endpoint', patch.apiEndpoint);
+    if (patch.nodePools !== undefined) add('node_pools', JSON.stringify(patch.nodePools));
+    if (patch.nodes !== undefined) add('nodes', JSON.stringify(patch.nodes));
+    add('updated_at', new Date().toISOString());
+    params.push(id);
+    await this.db.run(`UPDATE clusters SET ${sets.join(', ')} WHERE id = $${params.length}`, params);
+  }
+
+  async getOperation(id: string): Promise<OperationRecord | null> {
+    const rows = await this.db.all<OperationRow>('SELECT * FROM operations WHERE id = $1', [id]);
+    return rows[0] ? toOperation(rows[0]) : null;
+  }
+
+  /** Operations, newest first, filtered, a page at a time. */
+  async listOperations(filter: OperationFilter): Promise<Page<OperationRecord>> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (clause: (n: number) => string, value: unknown) => {
+      params.push(value);
+      where.push(clause(params.length));
+    };
+    if (filter.kind) add((n) => `kind = $${n}`, filter.kind);
+    if (filter.status) add((n) => `status = $${n}`, filter.status);
+    if (filter.target) add((n) => `target = $${n}`, filter.target);
+    const cursor = filter.cursor ? decodeCursor(filter.cursor) : null;
+    if (cursor) {
+      params.push(cursor.startedAt, cursor.id);
+      where.push(`(started_at < $${params.length - 1} OR (started_at = $${params.length - 1} AND id < $${params.length}))`);
+    }
+    params.push(filter.limit + 1);
+    const rows = await this.db.all<OperationRow>(
+      `SELECT * FROM operations ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+       ORDER BY started_at DESC, id DESC LIMIT $${params.length}`,
+      params,
+    );
+    const items = rows.slice(0, filter.limit).map(toOperation);
+    const last = items[items.length - 1];
+    return { items, nextCursor: rows.length > filter.limit && last ? encodeCursor(last) : null };
+  }
+
+  /** Progress of the running step in words ("3/5 nodes active"), written by long waits. */
+  async setOperationDetail(id: string, detail: string): Promise<void> {
+    await this.db.run('UPDATE operations SET detail = $1 WHERE id = $2', [detail, id]);
+  }
+
+  /** Removes a cluster's record (after a cancelled create removed it from Rancher). */
+  async deleteCluster(id: string, operationId: string): Promise<void> {
+    await this.db.run('DELETE FROM clusters WHERE id = $1 AND last_operation_id = $2', [id, operationId]);
+  }
+
+  /** Marks a cluster failed if the given operation, now ended without saying so, was provisioning it. */
+  async failClusterOf(clusterId: string, operationId: string): Promise<void> {
+    await this.db.run(
+      `UPDATE clusters SET state = 'failed', updated_at = $1 WHERE id = $2 AND last_operation_id = $3 AND state = 'provisioning'`,
+      [new Date().toISOString(), clusterId, operationId],
+    );
+  }
+
+  /** Records the run id Temporal gave the operation's workflow. */
+  async setOperationRun(id: string, runId: string): Promise<void> {
+    await this.db.run('UPDATE operations SET run_id = $1 WHERE id = $2', [runId, id]);
+  }
+
+  /**
+   * Records how an operation ended (or its latest steps). Idempotent: the same
+   * outcome written twice leaves the same row.
+   */
+  async finishOperation(
+    id: string,
+    outcome: { status: OperationStatus; steps: StepRecord[]; step: string | null; failure: OperationFailure | null; finishedAt: string | null },
+  ): Promise<void> {
+    await this.db.run('UPDATE operations SET status = $1, steps = $2, step = $3, failure = $4, finished_at = $5 WHERE id = $6', [
+      outcome.status,
+      JSON.stringify(outcome.steps),
+      outcome.step,
+      outcome.failure ? JSON.stringify(outcome.failure) : null,
+      outcome.finishedAt,
+      id,
+    ]);
+  }
+
+  private async insertOperation(db: Db, operation: OperationRecord): Promise<void> {
+    await db.run(
+      `INSERT INTO operations (id, kind, target, status, step, steps, started_at, finished_at, failure, workflow_id, run_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+      [
+        operation.id,
+        operation.kind,
+        operation.target,
+        operation.status,
+        operation.step,
+        JSON.stringify(operation.steps),
+        operation.startedAt,
+        operation.finishedAt,
+        operation.failure ? JSON.stringify(operation.failure) : null,
+        operation.workflowId,
+        operation.runId,
+      ],
+    );
+  }
+
+  private async readCluster(db: Db, id: string): Promise<ClusterRecord | null> {
+    const rows = await db.all<ClusterRow>('SELECT * FROM clusters WHERE id = $1', [id]);
+    return rows[0] ? toCluster(rows[0]) : null;
+  }
+}
+
+function toCluster(row: ClusterRow): ClusterRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    kubernetesVersion: row.kubernetes_version,
+    ...(row.description ? { description: row.description } : {}),
+    labels: JSON.parse(row.labels) as Record<string, string>,
+    state: row.state as ClusterState,
+    rancherId: row.rancher_id,
+    rancherState: row.rancher_state,
+    apiEndpoint: row.api_endpoint,
+    nodePools: JSON.parse(row.node_pools) as NodePoolRecord[],
+    nodes: JSON.parse(row.nodes) as NodeRecord[],
+    lastOperationId: row.last_operation_id,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+function toOperation(row: OperationRow): OperationRecord {
+  return {
+    id: row.id,
+    kind: row.kind as OperationKind,
+    target: row.target,
+    status: row.status as OperationStatus,
+    step: row.step,
+    ...(row.detail ? { detail: row.detail } : {}),
+    steps: JSON.parse(row.steps) as StepRecord[],
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    failure: row.failure ? (JSON.parse(row.failure) as OperationFailure) : null,
+    workflowId: row.workflow_id,
+    runId: row.run_id,
+  };
+}
+
+function encodeCursor(operation: OperationRecord): string {
+  return Buffer.from(JSON.stringify([operation.startedAt, operation.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { startedAt: string; id: string } | null {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(value) && typeof value[0] === 'string' && typeof value[1] === 'string') return { startedAt: value[0], id: value[1] };
+  } catch {
+    // fall through: an unreadable cursor is reported by the caller
+  }
+  return null;
+}
+
+/** Whether a cursor from a client can be read (the API answers 400 when not). */
+export function isValidCursor(cursor: string): boolean {
+  return decodeCursor(cursor) !== null;
+}

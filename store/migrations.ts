@@ -1,0 +1,72 @@
+import type { Db } from './db.js';
+
+/**
+ * Schema migrations, in order. Each is plain SQL that both SQLite and PostgreSQL
+ * accept: TEXT for ids, JSON and ISO-8601 timestamps, so one query layer serves both.
+ * Never edit a migration that has shipped; add the next one.
+ */
+export const migrations: ReadonlyArray<{ version: number; name: string; sql: string[] }> = [
+  {
+    version: 1,
+    name: 'clusters and operations',
+    sql: [
+      `CREATE TABLE clusters (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        kubernetes_version TEXT NOT NULL,
+        description TEXT,
+        labels TEXT NOT NULL,
+        state TEXT NOT NULL,
+        rancher_id TEXT,
+        rancher_state TEXT,
+        api_endpoint TEXT,
+        node_pools TEXT NOT NULL,
+        nodes TEXT NOT NULL,
+        last_operation_id TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      )`,
+      `CREATE TABLE operations (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        status TEXT NOT NULL,
+        step TEXT,
+        detail TEXT,
+        steps TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        failure TEXT,
+        workflow_id TEXT NOT NULL,
+        run_id TEXT
+      )`,
+      `CREATE INDEX operations_started ON operations (started_at, id)`,
+      `CREATE INDEX operations_target ON operations (target, started_at)`,
+      `CREATE INDEX operations_status ON operations (status, started_at)`,
+    ],
+  },
+];
+
+/**
+ * Brings the schema up to date. Safe to call from several processes at once:
+ * the whole run holds the write lock (SQLite) or an advisory lock (PostgreSQL).
+ */
+export async function migrate(db: Db): Promise<number> {
+  return db.transaction(async (tx) => {
+    if (tx.dialect === 'postgres') await tx.run('SELECT pg_advisory_xact_lock(4242001)');
+    await tx.run(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
+    const done = new Set((await tx.all<{ version: number }>('SELECT version FROM schema_migrations')).map((row) => Number(row.version)));
+    let applied = 0;
+    for (const migration of migrations) {
+      if (done.has(migration.version)) continue;
+      for (const statement of migration.sql) await tx.run(statement);
+      await tx.run('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
+        migration.version,
+        migration.name,
+        new Date().toISOString(),
+      ]);
+      applied++;
+    }
+    return applied;
+  });
+}

@@ -1,0 +1,40 @@
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createClusterActivities } from '../activities/cluster.js';
+import type { Config } from '../domain/config.js';
+import { createRancherClient } from '../providers/rancher.js';
+import type { Store } from '../store/index.js';
+
+/** Where the workflow bundle starts; the worker bundles it with webpack at start-up. */
+export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+/**
+ * Wires Kumo's worker: the workflows, and activities built from real adapters
+ * configured by the environment.
+ */
+export async function createKumoWorker(options: {
+  connection: NativeConnection;
+  config: Config;
+  store: Store;
+  /** A prebuilt bundle (tests and the stack build one and share it), else `workflowsPath` is bundled. */
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  identity?: string;
+}): Promise<Worker> {
+  const { connection, config, store } = options;
+  const rancher = createRancherClient({
+    url: config.RANCHER_URL,
+    token: config.RANCHER_TOKEN,
+    timeoutMs: config.RANCHER_TIMEOUT_MS,
+    nodeTemplateId: config.RANCHER_NODE_TEMPLATE,
+  });
+  return Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
+    activities: {
+      ...createClusterActivities({ rancher, store, pollIntervalMs: config.KUMO_POLL_INTERVAL_MS }),
+    },
+    ...(options.identity ? { identity: options.identity } : {}),
+  });
+}

@@ -1,0 +1,72 @@
+import { ActivityFailure, ApplicationFailure, isCancellation, TimeoutFailure } from '@temporalio/workflow';
+import { isFailureType } from '../domain/errors.js';
+import type { OperationFailure, Progress, StepRecord } from '../domain/operation.js';
+
+/**
+ * Tracks an operation's steps inside a workflow: what runs now, what finished and
+ * when. Workflow time is deterministic, so the timestamps replay identically.
+ */
+export class Steps {
+  private readonly steps: StepRecord[];
+  private current: string | null = null;
+
+  constructor(names: readonly string[]) {
+    this.steps = names.map((name) => ({ name, status: 'pending' }));
+  }
+
+  /** Runs one named step, marking it running, then succeeded or failed. */
+  async run<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const step = this.find(name);
+    step.status = 'running';
+    step.startedAt = new Date().toISOString();
+    this.current = name;
+    try {
+      const result = await fn();
+      step.status = 'succeeded';
+      return result;
+    } catch (err) {
+      step.status = isCancellation(err) ? 'cancelled' : 'failed';
+      throw err;
+    } finally {
+      step.finishedAt = new Date().toISOString();
+    }
+  }
+
+  /** The step that was running last (the failed one, after a failure). */
+  get currentStep(): string | null {
+    return this.current;
+  }
+
+  snapshot(): Progress {
+    return { step: this.current, steps: this.steps.map((step) => ({ ...step })) };
+  }
+
+  private find(name: string): StepRecord {
+    const step = this.steps.find((candidate) => candidate.name === name);
+    if (!step) throw new Error(`unknown step ${name}`);
+    return step;
+  }
+}
+
+/**
+ * Reads a failure the way operators need it: the step, Kumo's failure type, the
+ * message of the root cause and the attempts the activity made.
+ */
+export function describeFailure(step: string | null, err: unknown): OperationFailure {
+  const where = step ?? 'start';
+  if (isCancellation(err)) return { step: where, type: 'Cancelled', message: 'cancelled by request', attempts: 1 };
+  const cause = err instanceof ActivityFailure && err.cause ? err.cause : err;
+  if (cause instanceof ApplicationFailure) {
+    const detail = cause.details?.[0] as { attempt?: number } | undefined;
+    return {
+      step: where,
+      type: isFailureType(cause.type) ? cause.type : 'Internal',
+      message: cause.message,
+      attempts: typeof detail?.attempt === 'number' ? detail.attempt : 1,
+    };
+  }
+  if (cause instanceof TimeoutFailure) {
+    return { step: where, type: 'Timeout', message: `activity timed out (${cause.timeoutType})`, attempts: 1 };
+  }
+  return { step: where, type: 'Internal', message: cause instanceof Error ? cause.message : String(cause), attempts: 1 };
+}

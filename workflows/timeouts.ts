@@ -1,0 +1,30 @@
+import type { ActivityOptions } from '@temporalio/workflow';
+import { nonRetryableFailureTypes } from '../domain/errors.js';
+
+const nonRetryableErrorTypes = [...nonRetryableFailureTypes];
+
+/**
+ * Named timeout and retry presets. Every activity call uses one of these, so no
+ * step ever runs with the SDK's defaults by accident.
+ */
+export const timeouts = {
+  /** One call to Rancher's API: short, retried with backoff for about three minutes. */
+  rancherCall: {
+    startToCloseTimeout: '15s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 12, nonRetryableErrorTypes },
+  },
+  /** A write to Kumo's own store: quick, retried patiently (a locked SQLite file clears). */
+  store: {
+    startToCloseTimeout: '10s',
+    retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 30, nonRetryableErrorTypes },
+  },
+  /**
+   * A long wait on Rancher that heartbeats every poll: a dead worker is noticed
+   * within the heartbeat timeout and the wait resumes on another.
+   */
+  rancherWait: (waitSeconds: number): ActivityOptions => ({
+    startToCloseTimeout: `${waitSeconds + 120}s`,
+    heartbeatTimeout: '10s',
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes },
+  }),
+} satisfies Record<string, ActivityOptions | ((...args: never[]) => ActivityOptions)>;
