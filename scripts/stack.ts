@@ -24,6 +24,8 @@ export interface StackOptions {
   sim: boolean;
   /** Extra environment for every Kumo process (config overrides, simulator timing). */
   env?: Record<string, string>;
+  /** Start a worker at once (default true); benchmarks of start latency leave it out. */
+  worker?: boolean;
   /** Echo process output to this stream with a name prefix (else only to log files). */
   echo?: NodeJS.WritableStream;
 }
@@ -134,7 +136,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       currentWorker = managed;
       return managed.child;
     };
-    await startWorker();
+    if (options.worker !== false) await startWorker();
 
     const api = launch('api', ...node('api/main.ts'), env);
     await waitForLine(api, /kumo api listening/, 30_000);

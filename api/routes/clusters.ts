@@ -7,7 +7,7 @@ import { createClusterSteps, type CreateClusterInput } from '../../workflows/clu
 import type { ApiDeps } from '../deps.js';
 import { Problem } from '../problem.js';
 import { ClusterSchema, OperationSchema, problem, problemResponses } from '../schemas.js';
-import { viewOperation } from './operations.js';
+import { storedView } from './operations.js';
 
 const IdParam = z.object({ id: z.string().min(1).max(63).openapi({ param: { name: 'id', in: 'path' }, example: 'prod-eu-1' }) });
 
@@ -146,7 +146,8 @@ export function clusterRoutes(deps: ApiDeps) {
       throw new Problem(503, 'temporal-unavailable', `the operation could not be started: ${err instanceof Error ? err.message : String(err)}`);
     }
     await deps.store.setOperationRun(operationId, runId);
-    const view = await viewOperation(deps, { ...operation, runId }, { live: false });
+    // Just started: the store's view is exact, no need to ask Temporal.
+    const view = storedView(deps, { ...operation, runId });
     c.header('Location', view.links.self);
     return c.json({ cluster: toClusterView(cluster), operation: view }, 202);
   });

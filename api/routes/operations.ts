@@ -107,13 +107,7 @@ async function mustGetOperation(deps: ApiDeps, id: string): Promise<OperationRec
  * its pending activity.
  */
 export async function viewOperation(deps: ApiDeps, operation: OperationRecord, { live }: { live: boolean }): Promise<OperationView> {
-  let view: OperationView = {
-    ...operation,
-    links: {
-      self: `/v1/operations/${operation.id}`,
-      ...(deps.config.TEMPORAL_UI_URL ? { temporalUI: temporalUiLink(deps, operation) } : {}),
-    },
-  };
+  let view = storedView(deps, operation);
   if (operation.status !== 'running') return view;
 
   const handle = deps.temporal.workflow.getHandle(operation.workflowId, operation.runId ?? undefined);
@@ -140,6 +134,17 @@ export async function viewOperation(deps: ApiDeps, operation: OperationRecord, {
     view = { ...view, attempt, ...(attempt > 1 && pending.lastFailure?.message ? { lastError: pending.lastFailure.message } : {}) };
   }
   return view;
+}
+
+/** An operation as the store has it, with its links; no call to Temporal. */
+export function storedView(deps: ApiDeps, operation: OperationRecord): OperationView {
+  return {
+    ...operation,
+    links: {
+      self: `/v1/operations/${operation.id}`,
+      ...(deps.config.TEMPORAL_UI_URL ? { temporalUI: temporalUiLink(deps, operation) } : {}),
+    },
+  };
 }
 
 /**
