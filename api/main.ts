@@ -2,6 +2,7 @@ import { serve } from '@hono/node-server';
 import { Client, Connection } from '@temporalio/client';
 import { loadConfig } from '../domain/config.js';
 import { Store } from '../store/index.js';
+import { ensureSearchAttributes } from '../workers/temporal.js';
 import { createApp } from './app.js';
 
 async function main(): Promise<void> {
@@ -12,6 +13,10 @@ async function main(): Promise<void> {
   const connection = Connection.lazy({ address });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   const app = createApp({ store, temporal, config });
+  // Workflows the API starts carry Kumo's search attributes, which Temporal
+  // refuses until they are registered. Register them as soon as Temporal
+  // answers, without holding up start-up (readyz tells whether Temporal is there).
+  registerSearchAttributes(connection, config.TEMPORAL_NAMESPACE).catch((err) => console.error(err));
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
     console.log(`kumo api listening on http://${config.HOST}:${info.port}`);
   });
@@ -24,6 +29,17 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+}
+
+async function registerSearchAttributes(connection: Connection, namespace: string): Promise<void> {
+  for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
+    try {
+      await ensureSearchAttributes(connection, namespace);
+      return;
+    } catch {
+      await new Promise((done) => setTimeout(done, delay).unref());
+    }
+  }
 }
 
 main().catch((err) => {

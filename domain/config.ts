@@ -3,7 +3,19 @@ import { z } from 'zod';
 const port = (fallback: number) =>
   z.coerce.number().int().min(1, 'must be a port between 1 and 65535').max(65535, 'must be a port between 1 and 65535').default(fallback);
 const positiveInt = (fallback: number) => z.coerce.number().int().positive('must be a positive whole number').default(fallback);
-const url = z.string().url('must be a URL such as http://127.0.0.1:8090');
+/** An http(s) URL without credentials: a password in a URL ends up in error messages and logs. */
+const url = z
+  .string()
+  .url('must be a URL such as http://127.0.0.1:8090')
+  .refine((value) => /^https?:\/\//i.test(value), 'must start with http:// or https://')
+  .refine((value) => {
+    try {
+      const parsed = new URL(value);
+      return parsed.username === '' && parsed.password === '';
+    } catch {
+      return true;
+    }
+  }, 'must not carry a user or password; give the token in RANCHER_TOKEN');
 
 /**
  * Every setting Kumo reads from the environment. Production systems are reached

@@ -136,8 +136,15 @@ export function createRancherClient(options: RancherClientOptions): Rancher {
         signal: AbortSignal.timeout(options.timeoutMs),
       });
     } catch (err) {
-      const reason = err instanceof Error && err.name === 'TimeoutError' ? `timed out after ${options.timeoutMs} ms` : describeNetworkError(err);
-      throw new ProviderError('Transient', `Rancher ${what}: ${reason}`);
+      if (err instanceof Error && err.name === 'TimeoutError') throw new ProviderError('Transient', `Rancher ${what}: timed out after ${options.timeoutMs} ms`);
+      // fetch says "fetch failed" (with a cause) when the network fails; any other
+      // error is a request it could not even build, which no retry fixes. Its
+      // message may quote the URL, so it is not passed on.
+      const cause = (err as { cause?: { code?: string } }).cause;
+      if (err instanceof TypeError && err.message === 'fetch failed') {
+        throw new ProviderError('Transient', `Rancher ${what}: network error${cause?.code ? ` (${cause.code})` : ''}`);
+      }
+      throw new ProviderError('Internal', `Rancher ${what}: the request could not be sent (${err instanceof Error ? err.name : 'error'}); check RANCHER_URL`);
     }
     const text = await response.text().catch(() => '');
     let parsed: unknown;
@@ -200,12 +207,6 @@ export function createRancherClient(options: RancherClientOptions): Rancher {
     updateNodePool: (id, patch) => call<RancherNodePool>('PUT', `/v3/nodepools/${q(id)}`, patch),
     listNodes: (clusterId) => list<RancherNode>(`/v3/nodes?clusterId=${q(clusterId)}`),
   };
-}
-
-function describeNetworkError(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ? `${err.message} (${cause.code})` : err.message;
 }
 
 /** Whether Rancher reports a node as Ready. */

@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve as resolvePath } from 'node:path';
 
 /**
  * The little SQL surface the store needs, over SQLite (embedded default) and
@@ -52,39 +52,71 @@ async function openSqlite(file: string): Promise<Db> {
     return { statement, values };
   };
 
-  let depth = 0;
+  // better-sqlite3 is synchronous but transactions here span awaits, so calls in
+  // this process must not slip into another's open transaction (they would be
+  // rolled back with it), nor wait on SQLite's busy lock while the holder needs
+  // this same event loop to finish. One queue per database file, process-wide.
+  const lock = fileLock(file);
+  const all = async <T>(sql: string, params: unknown[] = []) => {
+    const { statement, values } = prepare(sql, params);
+    return (statement.reader ? statement.all(...values) : (statement.run(...values), [])) as T[];
+  };
+  const run = async (sql: string, params: unknown[] = []) => {
+    const { statement, values } = prepare(sql, params);
+    return { changes: statement.run(...values).changes };
+  };
+  const inTransaction: Db = {
+    dialect: 'sqlite',
+    all,
+    run,
+    transaction: (fn) => fn(inTransaction),
+    close: async () => undefined,
+  };
   const db: Db = {
     dialect: 'sqlite',
-    async all<T>(sql: string, params: unknown[] = []) {
-      const { statement, values } = prepare(sql, params);
-      return (statement.reader ? statement.all(...values) : (statement.run(...values), [])) as T[];
-    },
-    async run(sql, params = []) {
-      const { statement, values } = prepare(sql, params);
-      return { changes: statement.run(...values).changes };
-    },
-    async transaction(fn) {
-      // better-sqlite3 is synchronous, but `fn` is async: hold the lock with an
-      // explicit BEGIN IMMEDIATE so another process cannot interleave writes.
-      if (depth > 0) return fn(db);
-      depth++;
-      sqlite.exec('BEGIN IMMEDIATE');
-      try {
-        const result = await fn(db);
-        sqlite.exec('COMMIT');
-        return result;
-      } catch (err) {
-        sqlite.exec('ROLLBACK');
-        throw err;
-      } finally {
-        depth--;
-      }
-    },
+    all: (sql, params) => lock(() => all(sql, params)),
+    run: (sql, params) => lock(() => run(sql, params)),
+    transaction: (fn) =>
+      lock(async () => {
+        // IMMEDIATE takes the write lock now, so another process cannot interleave.
+        sqlite.exec('BEGIN IMMEDIATE');
+        try {
+          const result = await fn(inTransaction);
+          sqlite.exec('COMMIT');
+          return result;
+        } catch (err) {
+          sqlite.exec('ROLLBACK');
+          throw err;
+        }
+      }),
     async close() {
-      sqlite.close();
+      await lock(async () => sqlite.close());
     },
   };
   return db;
+}
+
+const fileLocks = new Map<string, <T>(fn: () => Promise<T>) => Promise<T>>();
+
+/** A FIFO async mutex per database file (`:memory:` databases each get their own). */
+function fileLock(file: string): <T>(fn: () => Promise<T>) => Promise<T> {
+  if (file === ':memory:') return newLock();
+  const key = resolvePath(file);
+  let lock = fileLocks.get(key);
+  if (!lock) {
+    lock = newLock();
+    fileLocks.set(key, lock);
+  }
+  return lock;
+}
+
+function newLock(): <T>(fn: () => Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(fn: () => Promise<T>) => {
+    const result = tail.then(fn, fn);
+    tail = result.catch(() => undefined);
+    return result;
+  };
 }
 
 function toSqlite(value: unknown): unknown {
@@ -96,6 +128,9 @@ function toSqlite(value: unknown): unknown {
 async function openPostgres(url: string): Promise<Db> {
   const { default: pg } = await import('pg');
   const pool = new pg.Pool({ connectionString: url, max: 5 });
+  // An idle client the server drops (restart, failover) must not crash the
+  // process: the pool discards it and connects afresh on the next query.
+  pool.on('error', (err) => console.error(JSON.stringify({ level: 'warn', msg: 'postgres pool: idle client failed', error: err.message })));
   // Fail fast on a wrong URL or a server that is down.
   await pool.query('SELECT 1');
 

@@ -82,42 +82,39 @@ export class Store {
    * Records a new cluster and the operation creating it, atomically. Returns the
    * existing cluster instead when the name is taken by one that is not over.
    */
-  async createCluster(cluster: ClusterRecord, operation: OperationRecord): Promise<{ created: true } | { created: false; existing: ClusterRecord }> {
-    return this.db.transaction(async (tx) => {
-      const existing = await this.readCluster(tx, cluster.id);
-      if (existing && !reusableStates.includes(existing.state)) return { created: false, existing };
-      if (existing) await tx.run('DELETE FROM clusters WHERE id = $1', [cluster.id]);
-      await tx.run(
-        `INSERT INTO clusters (id, name, kubernetes_version, description, labels, state, rancher_id, rancher_state, api_endpoint,
-           node_pools, nodes, last_operation_id, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-        [
-          cluster.id,
-          cluster.name,
-          cluster.kubernetesVersion,
-          cluster.description ?? null,
-          JSON.stringify(cluster.labels),
-          cluster.state,
-          existing?.rancherId ?? cluster.rancherId,
-          cluster.rancherState,
-          cluster.apiEndpoint,
-          JSON.stringify(cluster.nodePools),
-          JSON.stringify(cluster.nodes),
-          operation.id,
-          cluster.createdAt,
-          cluster.updatedAt,
-        ],
-      );
-      await this.insertOperation(tx, operation);
-      return { created: true };
-    });
+  async createCluster(
+    cluster: ClusterRecord,
+    operation: OperationRecord,
+  ): Promise<{ created: true; previous: ClusterRecord | null } | { created: false; existing: ClusterRecord }> {
+    try {
+      return await this.db.transaction(async (tx) => {
+        // PostgreSQL: serialize creates of one name (row locks cannot lock a row that does not exist yet).
+        if (tx.dialect === 'postgres') await tx.run('SELECT pg_advisory_xact_lock(hashtext($1))', [`kumo.cluster:${cluster.id}`]);
+        const existing = await this.readCluster(tx, cluster.id);
+        if (existing && !reusableStates.includes(existing.state)) return { created: false as const, existing };
+        if (existing) await tx.run('DELETE FROM clusters WHERE id = $1', [cluster.id]);
+        await this.insertCluster(tx, { ...cluster, rancherId: existing?.rancherId ?? cluster.rancherId });
+        await this.insertOperation(tx, operation);
+        return { created: true as const, previous: existing };
+      });
+    } catch (err) {
+      // A racing create of the same name won: report it as taken.
+      if (!isUniqueViolation(err)) throw err;
+      const existing = await this.getCluster(cluster.id);
+      if (!existing) throw err;
+      return { created: false, existing };
+    }
   }
 
-  /** Undoes {@link createCluster} when the workflow could not be started. */
-  async forgetClusterCreation(clusterId: string, operationId: string): Promise<void> {
+  /**
+   * Undoes {@link createCluster} when the workflow could not be started: the new
+   * records go, and a failed cluster it replaced comes back.
+   */
+  async forgetClusterCreation(clusterId: string, operationId: string, previous: ClusterRecord | null = null): Promise<void> {
     await this.db.transaction(async (tx) => {
       await tx.run('DELETE FROM operations WHERE id = $1', [operationId]);
-      await tx.run('DELETE FROM clusters WHERE id = $1 AND last_operation_id = $2', [clusterId, operationId]);
+      const removed = await tx.run('DELETE FROM clusters WHERE id = $1 AND last_operation_id = $2', [clusterId, operationId]);
+      if (previous && removed.changes > 0) await this.insertCluster(tx, previous);
     });
   }
 
@@ -225,6 +222,30 @@ export class Store {
     ]);
   }
 
+  private async insertCluster(db: Db, cluster: ClusterRecord): Promise<void> {
+    await db.run(
+      `INSERT INTO clusters (id, name, kubernetes_version, description, labels, state, rancher_id, rancher_state, api_endpoint,
+         node_pools, nodes, last_operation_id, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+      [
+        cluster.id,
+        cluster.name,
+        cluster.kubernetesVersion,
+        cluster.description ?? null,
+        JSON.stringify(cluster.labels),
+        cluster.state,
+        cluster.rancherId,
+        cluster.rancherState,
+        cluster.apiEndpoint,
+        JSON.stringify(cluster.nodePools),
+        JSON.stringify(cluster.nodes),
+        cluster.lastOperationId,
+        cluster.createdAt,
+        cluster.updatedAt,
+      ],
+    );
+  }
+
   private async insertOperation(db: Db, operation: OperationRecord): Promise<void> {
     await db.run(
       `INSERT INTO operations (id, kind, target, status, step, steps, started_at, finished_at, failure, workflow_id, run_id)
@@ -249,6 +270,12 @@ export class Store {
     const rows = await db.all<ClusterRow>('SELECT * FROM clusters WHERE id = $1', [id]);
     return rows[0] ? toCluster(rows[0]) : null;
   }
+}
+
+/** A primary-key or unique violation, in SQLite's or PostgreSQL's words. */
+function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: string };
+  return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
 function toCluster(row: ClusterRow): ClusterRecord {

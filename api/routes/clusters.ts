@@ -139,7 +139,7 @@ export function clusterRoutes(deps: ApiDeps) {
       });
       runId = handle.firstExecutionRunId;
     } catch (err) {
-      await deps.store.forgetClusterCreation(spec.name, operationId);
+      await deps.store.forgetClusterCreation(spec.name, operationId, recorded.previous);
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
         throw new Problem(409, 'operation-running', `another operation is running on cluster "${spec.name}"`);
       }
