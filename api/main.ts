@@ -1,6 +1,6 @@
 import { serve } from '@hono/node-server';
 import { Client, Connection } from '@temporalio/client';
-import { loadConfig } from '../domain/config.js';
+import { ConfigError, loadConfig } from '../domain/config.js';
 import { Store } from '../store/index.js';
 import { ensureSearchAttributes } from '../workers/temporal.js';
 import { createApp } from './app.js';
@@ -43,6 +43,7 @@ async function registerSearchAttributes(connection: Connection, namespace: strin
 }
 
 main().catch((err) => {
-  console.error(err);
+  // A configuration mistake is the user's to fix: say what, without a stack trace.
+  console.error(err instanceof ConfigError ? err.message : err);
   process.exit(1);
 });

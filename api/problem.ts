@@ -64,9 +64,11 @@ export function problemResponse(c: Context, status: ContentfulStatusCode, kind: 
 
 /** Lists each failing field of a zod error, with where in the request it was. */
 export function fieldErrors(error: ZodError, where: FieldError['in']): FieldError[] {
-  return error.issues.map((issue) => ({
-    field: issue.path.length ? issue.path.map(String).join('.') : '(root)',
-    in: where,
-    message: issue.message,
-  }));
+  return error.issues.flatMap((issue) => {
+    // zod reports unknown keys on the object holding them; name each key instead.
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({ field: [...issue.path.map(String), key].join('.'), in: where, message: 'unknown field' }));
+    }
+    return [{ field: issue.path.length ? issue.path.map(String).join('.') : '(root)', in: where, message: issue.message }];
+  });
 }

@@ -91,7 +91,7 @@ describe('the embedded stack, over HTTP', () => {
       { why: 'a name Rancher refuses (too long)', body: { ...valid, name: 'a'.repeat(64) }, field: 'name' },
       { why: 'no worker role anywhere', body: { ...valid, nodePools: [{ name: 'a', roles: ['etcd', 'controlplane'], quantity: 1 }] }, field: 'nodePools' },
       { why: 'a malformed version', body: { ...valid, kubernetesVersion: '1.30' }, field: 'kubernetesVersion' },
-      { why: 'an unknown field', body: { ...valid, nodepools: [] }, field: '(root)' },
+      { why: 'an unknown field', body: { ...valid, nodepools: [] }, field: 'nodepools' },
       { why: 'a body that is not JSON', raw: '{"name": "x",', field: '(root)' },
       { why: 'a JSON array', body: [valid], field: '(root)' },
       { why: 'an empty body', raw: '', field: '(root)' },

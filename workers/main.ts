@@ -1,5 +1,5 @@
 import { NativeConnection } from '@temporalio/worker';
-import { loadConfig } from '../domain/config.js';
+import { ConfigError, loadConfig } from '../domain/config.js';
 import { Store } from '../store/index.js';
 import { ensureSearchAttributes } from './temporal.js';
 import { createKumoWorker } from './worker.js';
@@ -25,6 +25,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  console.error(err);
+  // A configuration mistake is the user's to fix: say what, without a stack trace.
+  console.error(err instanceof ConfigError ? err.message : err);
   process.exit(1);
 });

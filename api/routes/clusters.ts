@@ -123,27 +123,37 @@ export function clusterRoutes(deps: ApiDeps) {
     };
     let runId: string;
     try {
-      const handle = await deps.temporal.workflow.start('createCluster', {
-        taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
-        workflowId,
-        args: [input],
-        // One mutating operation per cluster: Temporal refuses a second live
-        // workflow with this id, and allows it again once the first has closed.
-        workflowIdConflictPolicy: 'FAIL',
-        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-        searchAttributes: {
-          [searchAttributes.operationId]: [operationId],
-          [searchAttributes.kind]: ['cluster.create'],
-          [searchAttributes.target]: [operation.target],
-        },
-      });
+      // Bounded: with Temporal down the client would otherwise retry for long.
+      const handle = await deps.temporal.withDeadline(Date.now() + startDeadlineMs, () =>
+        deps.temporal.workflow.start('createCluster', {
+          taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
+          workflowId,
+          args: [input],
+          // One mutating operation per cluster: Temporal refuses a second live
+          // workflow with this id, and allows it again once the first has closed.
+          workflowIdConflictPolicy: 'FAIL',
+          workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+          searchAttributes: {
+            [searchAttributes.operationId]: [operationId],
+            [searchAttributes.kind]: ['cluster.create'],
+            [searchAttributes.target]: [operation.target],
+          },
+        }),
+      );
       runId = handle.firstExecutionRunId;
     } catch (err) {
-      await deps.store.forgetClusterCreation(spec.name, operationId, recorded.previous);
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        await deps.store.forgetClusterCreation(spec.name, operationId, recorded.previous);
         throw new Problem(409, 'operation-running', `another operation is running on cluster "${spec.name}"`);
       }
-      throw new Problem(503, 'temporal-unavailable', `the operation could not be started: ${err instanceof Error ? err.message : String(err)}`);
+      // A timeout is ambiguous: the start may have reached Temporal. Keep the
+      // records if our run exists, so a running workflow never loses its operation.
+      const started = await startedRunOf(deps, workflowId, operationId);
+      if (!started) {
+        await deps.store.forgetClusterCreation(spec.name, operationId, recorded.previous);
+        throw new Problem(503, 'temporal-unavailable', `the operation could not be started, Temporal did not answer: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      runId = started;
     }
     await deps.store.setOperationRun(operationId, runId);
     // Just started: the store's view is exact, no need to ask Temporal.
@@ -165,6 +175,20 @@ export function clusterRoutes(deps: ApiDeps) {
   });
 
   return app;
+}
+
+/** How long starting a workflow may take before the API answers 503. */
+const startDeadlineMs = 5000;
+
+/** The run id of the workflow `workflowId` if it is the one started for `operationId`. */
+async function startedRunOf(deps: ApiDeps, workflowId: string, operationId: string): Promise<string | null> {
+  try {
+    const description = await deps.temporal.withDeadline(Date.now() + 2000, () => deps.temporal.workflow.getHandle(workflowId).describe());
+    const id = description.searchAttributes[searchAttributes.operationId]?.[0];
+    return id === operationId ? description.runId : null;
+  } catch {
+    return null;
+  }
 }
 
 /** A cluster as the API shows it. */
