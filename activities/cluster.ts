@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import { activityInfo, Context, heartbeat } from '@temporalio/activity';
 import type { ClusterSpec, ClusterState, NodePoolRecord, NodeRecord, NodeRole } from '../domain/cluster.js';
 import { ProviderError } from '../domain/errors.js';
-import type { OperationFailure, OperationStatus, StepRecord } from '../domain/operation.js';
-import { isNodeReady, type Rancher, type RancherCluster, type RancherNode, type RancherNodePool } from '../providers/rancher.js';
-import type { Store } from '../store/index.js';
+import type { OperationFailure, OperationKind, OperationStatus, StepRecord } from '../domain/operation.js';
+import { isNodeReady, type Rancher, type RancherCluster, type RancherEtcdBackup, type RancherNode, type RancherNodePool } from '../providers/rancher.js';
+import type { Kube } from '../providers/kube.js';
+import type { SnapshotRecord, Store } from '../store/index.js';
 import { classified } from './failure.js';
 
 /** Labels and annotations on every Rancher object Kumo creates, so a retry can find its own work. */
@@ -16,6 +18,8 @@ export const kumoLabels = {
 export interface ClusterActivityDeps {
   rancher: Rancher;
   store: Store;
+  /** A Kubernetes client for a cluster, by its Rancher id (kubeconfig fetched from Rancher, kept in memory). */
+  kubeFor: (rancherId: string) => Promise<Kube>;
   /** How often long waits poll Rancher. */
   pollIntervalMs: number;
 }
@@ -45,8 +49,10 @@ export interface FinishOperationInput {
   status: OperationStatus;
   steps: StepRecord[];
   failure: OperationFailure | null;
-  /** The cluster's state afterwards, or `removed` when its record goes (a cancelled create). */
-  clusterState: ClusterState | 'removed';
+  /** The cluster's state afterwards, `removed` when its record goes (a cancelled create), null to leave it. */
+  clusterState: ClusterState | 'removed' | null;
+  /** The node pools as they now are (after a scale). */
+  nodePools?: NodePoolRecord[];
 }
 
 /**
@@ -54,7 +60,7 @@ export interface FinishOperationInput {
  * a crash) looks up what an earlier attempt made before making anything.
  * @example const activities = createClusterActivities({ rancher, store, pollIntervalMs: 1000 });
  */
-export const createClusterActivities = ({ rancher, store, pollIntervalMs }: ClusterActivityDeps) =>
+export const createClusterActivities = ({ rancher, store, kubeFor, pollIntervalMs }: ClusterActivityDeps) =>
   classified({
     /** Creates the cluster in Rancher, or adopts the one an earlier attempt created. */
     async createRancherCluster({ operationId, clusterId, spec }: CreateRancherClusterInput): Promise<RancherClusterRef> {
@@ -176,6 +182,271 @@ export const createClusterActivities = ({ rancher, store, pollIntervalMs }: Clus
       if (cluster) await rancher.deleteCluster(cluster.id);
     },
 
+    /** A pool's current quantity in Rancher. */
+    async poolQuantity({ poolRancherId }: { poolRancherId: string }): Promise<number> {
+      const pools = await rancher.listNodePools(poolRancherId.split(':')[0] ?? '');
+      const pool = pools.find((candidate) => candidate.id === poolRancherId);
+      if (!pool) throw new ProviderError('NotFound', `Rancher has no node pool ${poolRancherId}`);
+      return pool.quantity;
+    },
+
+    /** How many nodes the cluster's pools keep (the sum of their quantities). */
+    async nodeCount({ rancherId }: { rancherId: string }): Promise<number> {
+      return (await rancher.listNodePools(rancherId)).reduce((sum, pool) => sum + pool.quantity, 0);
+    },
+
+    /** Sets a pool's quantity (the same value twice is a no-op). */
+    async setPoolQuantity({ poolRancherId, quantity }: { poolRancherId: string; quantity: number }): Promise<void> {
+      await rancher.updateNodePool(poolRancherId, { quantity });
+    },
+
+    /**
+     * The nodes a scale-down removes: the newest of the pool (highest hostname
+     * index), the ones Rancher takes away when the quantity drops.
+     */
+    async selectNodesToRemove({ rancherId, poolRancherId, count }: { rancherId: string; poolRancherId: string; count: number }): Promise<NodeRef[]> {
+      const nodes = (await rancher.listNodes(rancherId)).filter((node) => node.nodePoolId === poolRancherId && node.state !== 'removing');
+      return nodes
+        .map(toNodeRef)
+        .sort((a, b) => hostnameIndex(b.hostname) - hostnameIndex(a.hostname))
+        .slice(0, count);
+    },
+
+    /** Cordons (or uncordons) nodes through the Kubernetes API; nodes Kubernetes does not know are skipped. */
+    async setUnschedulable({ rancherId, hostnames, unschedulable }: { rancherId: string; hostnames: string[]; unschedulable: boolean }): Promise<void> {
+      const kube = await kubeFor(rancherId);
+      for (const hostname of hostnames) {
+        if (await kube.getNode(hostname)) await kube.setUnschedulable(hostname, unschedulable);
+      }
+    },
+
+    /**
+     * Evicts every pod of a node (DaemonSet pods stay), as `kubectl drain` does:
+     * evictions honour PodDisruptionBudgets, a blocked one is retried until the
+     * timeout, which ends in a Timeout failure naming the pods still there.
+     */
+    async drainNode({ operationId, rancherId, hostname, timeoutSeconds }: { operationId: string; rancherId: string; hostname: string; timeoutSeconds: number }): Promise<{ evicted: number }> {
+      const context = Context.current();
+      const kube = await kubeFor(rancherId);
+      const deadline = Date.now() + timeoutSeconds * 1000;
+      let evicted = 0;
+      for (;;) {
+        const pods = await kube.listEvictablePods(hostname);
+        if (pods.length === 0) return { evicted };
+        const blocked: string[] = [];
+        for (const pod of pods) {
+          const outcome = await kube.evictPod(pod.namespace, pod.name);
+          if (outcome === 'evicted') evicted++;
+          if (outcome === 'blocked') blocked.push(`${pod.namespace}/${pod.name}`);
+        }
+        const detail = `draining ${hostname}: ${evicted} evicted${blocked.length ? `, ${blocked.length} blocked by a PodDisruptionBudget` : ''}`;
+        heartbeat({ detail });
+        await store.setOperationDetail(operationId, detail);
+        if (blocked.length > 0 && Date.now() > deadline) {
+          throw new ProviderError('Timeout', `drain of ${hostname} did not finish in ${timeoutSeconds} s: eviction blocked by a PodDisruptionBudget for ${blocked.slice(0, 10).join(', ')}`);
+        }
+        await context.sleep(pollIntervalMs);
+      }
+    },
+
+    /** What Kumo needs to know of a node before replacing it. */
+    async describeNode({ rancherId, nodeId }: { rancherId: string; nodeId: string }): Promise<NodeRef & { reachable: boolean }> {
+      const node = await rancher.getNode(nodeId);
+      if (!node || node.clusterId !== rancherId) throw new ProviderError('NotFound', `Rancher has no node ${nodeId} in this cluster`);
+      const kube = await kubeFor(rancherId);
+      const kubeNode = await kube.getNode(toNodeRef(node).hostname).catch(() => null);
+      // A node whose kubelet answers can be drained; one that does not would hang the drain.
+      const reachable = node.state !== 'unavailable' && kubeNode?.ready === 'True';
+      return { ...toNodeRef(node), reachable };
+    },
+
+    /** Deletes a node in Rancher, once: a retry finds it gone or already being removed. */
+    async deleteNode({ nodeId }: { nodeId: string }): Promise<void> {
+      const node = await rancher.getNode(nodeId);
+      if (!node || node.state === 'removing') return;
+      await rancher.deleteNode(nodeId);
+    },
+
+    /**
+     * Waits until a pool has `quantity` ready nodes, none of them one of `goneNodeIds`,
+     * and those are gone from Rancher. Heartbeats each poll.
+     */
+    async waitForPool(input: { operationId: string; clusterId: string; rancherId: string; poolRancherId: string; quantity: number; goneNodeIds: string[]; timeoutSeconds: number }): Promise<{ nodes: string[] }> {
+      const context = Context.current();
+      const deadline = Date.now() + input.timeoutSeconds * 1000;
+      let lastDetail = '';
+      for (;;) {
+        const [nodes, pools] = await Promise.all([rancher.listNodes(input.rancherId), rancher.listNodePools(input.rancherId)]);
+        const inPool = nodes.filter((node) => node.nodePoolId === input.poolRancherId);
+        const live = inPool.filter((node) => node.state !== 'removing');
+        const ready = live.filter((node) => isNodeReady(node) && !input.goneNodeIds.includes(node.id));
+        const lingering = inPool.filter((node) => input.goneNodeIds.includes(node.id));
+        const detail = `${ready.length}/${input.quantity} nodes ready in the pool${lingering.length ? `; ${lingering.length} being removed` : ''}`;
+        heartbeat({ detail });
+        if (detail !== lastDetail) {
+          lastDetail = detail;
+          await store.setOperationDetail(input.operationId, detail);
+          await store.updateCluster(input.clusterId, { nodes: toInventory(nodes, pools) });
+        }
+        if (ready.length === input.quantity && live.length === input.quantity && lingering.length === 0) return { nodes: ready.map((node) => toNodeRef(node).hostname) };
+        if (Date.now() > deadline) {
+          const waiting = live.filter((node) => !isNodeReady(node)).map((node) => `${toNodeRef(node).hostname} (${node.state})`);
+          throw new ProviderError('Timeout', `pool not settled after ${input.timeoutSeconds} s: ${detail}${waiting.length ? `; not ready: ${waiting.join(', ')}` : ''}`);
+        }
+        await context.sleep(pollIntervalMs);
+      }
+    },
+
+    /**
+     * Waits until the cluster is healthy: Rancher says active, the API server's
+     * /livez answers, every node is Ready in Kubernetes.
+     */
+    async waitUntilHealthy({ operationId, rancherId, timeoutSeconds }: { operationId: string; rancherId: string; timeoutSeconds: number }): Promise<void> {
+      const context = Context.current();
+      const deadline = Date.now() + timeoutSeconds * 1000;
+      for (;;) {
+        const problems: string[] = [];
+        const cluster = await rancher.getCluster(rancherId);
+        if (cluster.state !== 'active') problems.push(`cluster ${cluster.state}`);
+        const kube = await kubeFor(rancherId);
+        if (!(await kube.livez())) problems.push('API server not live');
+        else {
+          const notReady = (await kube.listNodes()).filter((node) => node.ready !== 'True').map((node) => node.name);
+          if (notReady.length) problems.push(`not ready: ${notReady.join(', ')}`);
+        }
+        const detail = problems.length ? `waiting for health: ${problems.join('; ')}` : 'healthy';
+        heartbeat({ detail });
+        if (problems.length === 0) return;
+        if (Date.now() > deadline) throw new ProviderError('Timeout', `cluster not healthy after ${timeoutSeconds} s: ${problems.join('; ')}`);
+        await store.setOperationDetail(operationId, detail);
+        await context.sleep(pollIntervalMs);
+      }
+    },
+
+    /** Deletes the cluster in Rancher (absent already is fine). */
+    async deleteRancherCluster({ rancherId }: { rancherId: string | null }): Promise<void> {
+      if (rancherId) await rancher.deleteCluster(rancherId);
+    },
+
+    /** Waits until Rancher no longer lists the cluster. */
+    async waitUntilGone({ rancherId, timeoutSeconds }: { rancherId: string | null; timeoutSeconds: number }): Promise<void> {
+      if (!rancherId) return;
+      const context = Context.current();
+      const deadline = Date.now() + timeoutSeconds * 1000;
+      for (;;) {
+        let cluster: RancherCluster | null;
+        try {
+          cluster = await rancher.getCluster(rancherId);
+        } catch (err) {
+          if (err instanceof ProviderError && err.type === 'NotFound') return;
+          throw err;
+        }
+        heartbeat({ detail: `cluster ${cluster.state}` });
+        if (Date.now() > deadline) throw new ProviderError('Timeout', `cluster still in Rancher after ${timeoutSeconds} s (state ${cluster.state})`);
+        await context.sleep(pollIntervalMs);
+      }
+    },
+
+    /** Forgets a deleted cluster: its record and its snapshots. Its operations stay, for the audit trail. */
+    async removeClusterRecord({ clusterId }: { clusterId: string }): Promise<void> {
+      await store.removeCluster(clusterId);
+    },
+
+    /** Takes an etcd snapshot named after the operation, or finds the one an earlier attempt took. */
+    async takeSnapshot({ clusterId, rancherId, name }: { clusterId: string; rancherId: string; name: string }): Promise<{ id: string; name: string }> {
+      const existing = (await rancher.listEtcdBackups(rancherId)).find((backup) => backup.name === name);
+      if (existing) return { id: existing.id, name };
+      try {
+        const backup = await rancher.createEtcdBackup(rancherId, name, { [kumoLabels.cluster]: clusterId, [kumoLabels.managedBy]: 'kumo' });
+        return { id: backup.id, name };
+      } catch (err) {
+        if (!(err instanceof ProviderError && err.type === 'AlreadyExists')) throw err;
+        const again = (await rancher.listEtcdBackups(rancherId)).find((backup) => backup.name === name);
+        if (!again) throw err;
+        return { id: again.id, name };
+      }
+    },
+
+    /** Waits until a snapshot is complete. */
+    async waitForSnapshot({ backupId, timeoutSeconds }: { backupId: string; timeoutSeconds: number }): Promise<void> {
+      const context = Context.current();
+      const deadline = Date.now() + timeoutSeconds * 1000;
+      for (;;) {
+        const backup = await rancher.getEtcdBackup(backupId);
+        if (!backup) throw new ProviderError('NotFound', `snapshot ${backupId} disappeared from Rancher`);
+        heartbeat({ detail: `snapshot ${backup.state}` });
+        if (backup.state === 'active') return;
+        if (backup.state === 'error' || backup.state === 'failed') throw new ProviderError('Internal', `Rancher reports snapshot ${backup.name} as ${backup.state}`);
+        if (Date.now() > deadline) throw new ProviderError('Timeout', `snapshot ${backup.name} not complete after ${timeoutSeconds} s (state ${backup.state})`);
+        await context.sleep(pollIntervalMs);
+      }
+    },
+
+    /**
+     * Deletes the oldest of the snapshots Kumo took beyond `retention`, then
+     * records what Rancher lists. Snapshots someone else took are left alone.
+     */
+    async pruneSnapshots({ clusterId, rancherId, retention }: { clusterId: string; rancherId: string; retention: number | null }): Promise<{ deleted: string[] }> {
+      const backups = await rancher.listEtcdBackups(rancherId);
+      const ours = backups
+        .filter((backup) => backup.labels?.[kumoLabels.cluster] === clusterId && backup.state === 'active')
+        .sort((a, b) => (b.created ?? '').localeCompare(a.created ?? '') || b.name.localeCompare(a.name));
+      const doomed = retention === null ? [] : ours.slice(retention);
+      for (const backup of doomed) await rancher.deleteEtcdBackup(backup.id);
+      const kept = backups.filter((backup) => !doomed.includes(backup));
+      await store.replaceSnapshots(clusterId, kept.map((backup) => toSnapshotRecord(clusterId, backup)));
+      return { deleted: doomed.map((backup) => backup.name) };
+    },
+
+    /**
+     * Checks a snapshot before a restore: Rancher has it, it belongs to this
+     * cluster and it is complete. (Rancher loops forever on a missing one.)
+     */
+    async verifySnapshot({ rancherId, snapshotId }: { rancherId: string; snapshotId: string }): Promise<{ name: string }> {
+      const backup = await rancher.getEtcdBackup(snapshotId);
+      if (!backup) throw new ProviderError('NotFound', `Rancher has no snapshot ${snapshotId}`);
+      if (backup.clusterId !== rancherId) throw new ProviderError('InvalidSpec', `snapshot ${snapshotId} belongs to another cluster`);
+      if (backup.state !== 'active') throw new ProviderError('InvalidSpec', `snapshot ${backup.name} is ${backup.state}, not complete`);
+      return { name: backup.name };
+    },
+
+    /** Starts Rancher's restore, unless a restore of this snapshot is already under way (a retried call). */
+    async startRestore({ rancherId, snapshotId, snapshotName }: { rancherId: string; snapshotId: string; snapshotName: string }): Promise<void> {
+      const cluster = await rancher.getCluster(rancherId);
+      if (cluster.state === 'updating' && (cluster.transitioningMessage ?? '').includes(snapshotName)) return;
+      await rancher.restoreFromEtcdBackup(rancherId, snapshotId);
+    },
+
+    /**
+     * Records an operation for a run a Temporal Schedule started (no API call
+     * recorded it). Idempotent: the operation id derives from the workflow id.
+     */
+    async beginScheduledOperation(input: { clusterId: string; kind: OperationKind; workflowId: string; runId: string; steps: string[] }): Promise<{ operationId: string; rancherId: string } | { skipped: string }> {
+      const cluster = await store.getCluster(input.clusterId);
+      if (!cluster || !cluster.rancherId) return { skipped: `cluster ${input.clusterId} does not exist` };
+      if (cluster.state !== 'active') return { skipped: `cluster ${input.clusterId} is ${cluster.state}` };
+      const operationId = `op-sched-${createHash('sha256').update(input.workflowId).digest('hex').slice(0, 16)}`;
+      if (!(await store.getOperation(operationId))) {
+        await store.startOperation(
+          {
+            id: operationId,
+            kind: input.kind,
+            target: `cluster/${input.clusterId}`,
+            status: 'running',
+            step: null,
+            steps: input.steps.map((name) => ({ name, status: 'pending' })),
+            startedAt: new Date().toISOString(),
+            finishedAt: null,
+            failure: null,
+            workflowId: input.workflowId,
+            runId: input.runId,
+          },
+          input.clusterId,
+        );
+      }
+      return { operationId, rancherId: cluster.rancherId };
+    },
+
     /** Writes an operation's outcome and the cluster's resulting state to the store. */
     async finishOperation(input: FinishOperationInput): Promise<void> {
       const current = input.steps.find((step) => step.status === 'running' || step.status === 'failed' || step.status === 'cancelled');
@@ -187,11 +458,50 @@ export const createClusterActivities = ({ rancher, store, pollIntervalMs }: Clus
         finishedAt: input.status === 'running' ? null : new Date().toISOString(),
       });
       if (input.clusterState === 'removed') await store.deleteCluster(input.clusterId, input.operationId);
-      else await store.updateCluster(input.clusterId, { state: input.clusterState });
+      else if (input.clusterState !== null || input.nodePools) {
+        await store.updateCluster(input.clusterId, {
+          ...(input.clusterState !== null ? { state: input.clusterState } : {}),
+          ...(input.nodePools ? { nodePools: input.nodePools } : {}),
+        });
+      }
     },
   });
 
 export type ClusterActivities = ReturnType<typeof createClusterActivities>;
+
+/** A node by its Rancher id and hostname. */
+export interface NodeRef {
+  id: string;
+  hostname: string;
+  poolRancherId: string | null;
+  roles: NodeRole[];
+}
+
+function toNodeRef(node: RancherNode): NodeRef {
+  const roles: NodeRole[] = [];
+  if (node.etcd) roles.push('etcd');
+  if (node.controlPlane) roles.push('controlplane');
+  if (node.worker) roles.push('worker');
+  return { id: node.id, hostname: node.hostname ?? node.requestedHostname ?? node.nodeName ?? node.id, poolRancherId: node.nodePoolId ?? null, roles };
+}
+
+/** The number at the end of a hostname (`prod-w-12` → 12), for picking the newest nodes. */
+function hostnameIndex(hostname: string): number {
+  const match = /(\d+)$/.exec(hostname);
+  return match ? Number(match[1]) : 0;
+}
+
+function toSnapshotRecord(clusterId: string, backup: RancherEtcdBackup): SnapshotRecord {
+  return {
+    id: backup.id,
+    clusterId,
+    name: backup.name,
+    state: backup.state,
+    manual: backup.manual !== false,
+    operationId: null,
+    createdAt: backup.created ?? new Date(0).toISOString(),
+  };
+}
 
 async function findOwnCluster(rancher: Rancher, name: string, clusterId: string): Promise<RancherCluster | null> {
   const cluster = await rancher.findClusterByName(name);

@@ -4,7 +4,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ApiDeps } from './deps.js';
 import { renderDocs } from './docs.js';
 import { fieldErrors, Problem, problemResponse, type FieldError } from './problem.js';
-import { clusterRoutes } from './routes/clusters.js';
+import { clusterOperationRoutes, clusterRoutes } from './routes/clusters.js';
 import { healthRoutes } from './routes/health.js';
 import { operationRoutes } from './routes/operations.js';
 
@@ -48,6 +48,7 @@ export function createApp(deps: ApiDeps) {
 
   app.route('/', healthRoutes(deps));
   app.route('/', clusterRoutes(deps));
+  app.route('/', clusterOperationRoutes(deps));
   app.route('/', operationRoutes(deps));
 
   app.doc31('/openapi.json', {
@@ -59,6 +60,7 @@ export function createApp(deps: ApiDeps) {
     },
     tags: [
       { name: 'clusters', description: 'Managed Kubernetes clusters' },
+      { name: 'snapshots', description: 'etcd snapshots, their schedule, and restore' },
       { name: 'operations', description: 'Long-running operations (Temporal workflows)' },
       { name: 'health', description: 'Liveness and readiness' },
     ],

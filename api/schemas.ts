@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { failureTypes } from '../domain/errors.js';
-import { nodeRoles } from '../domain/cluster.js';
+import { clusterStates, nodeRoles } from '../domain/cluster.js';
 import { operationStatuses } from '../domain/operation.js';
 
 /** Response schemas for the OpenAPI document (requests use the domain's schemas). */
@@ -18,7 +18,7 @@ export const ProblemSchema = z
 
 export const StepSchema = z.object({
   name: z.string(),
-  status: z.enum(['pending', 'running', 'succeeded', 'failed', 'cancelled']),
+  status: z.enum(['pending', 'running', 'succeeded', 'failed', 'cancelled', 'skipped']),
   startedAt: z.string().optional(),
   finishedAt: z.string().optional(),
   detail: z.string().optional(),
@@ -62,7 +62,7 @@ export const ClusterSchema = z
     kubernetesVersion: z.string(),
     description: z.string().optional(),
     labels: z.record(z.string(), z.string()),
-    state: z.enum(['provisioning', 'active', 'failed', 'deleting']),
+    state: z.enum(clusterStates),
     rancher: z.object({ id: z.string().nullable(), state: z.string().nullable(), apiEndpoint: z.string().nullable() }),
     nodePools: z.array(z.object({ name: z.string(), roles: z.array(z.enum(nodeRoles)), quantity: z.number().int(), rancherId: z.string().optional() })),
     nodes: z.array(NodeSchema),
@@ -78,3 +78,15 @@ export const problemResponses = {
 } as const;
 
 export const problem = (description: string) => ({ description, content: { 'application/problem+json': { schema: ProblemSchema } } });
+
+export const SnapshotSchema = z
+  .object({
+    id: z.string(),
+    cluster: z.string(),
+    name: z.string(),
+    state: z.string(),
+    manual: z.boolean(),
+    operationId: z.string().nullable(),
+    createdAt: z.string(),
+  })
+  .openapi('Snapshot');

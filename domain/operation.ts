@@ -3,10 +3,17 @@ import type { FailureType } from './errors.js';
 export const operationStatuses = ['running', 'succeeded', 'failed', 'cancelled'] as const;
 export type OperationStatus = (typeof operationStatuses)[number];
 
-export const operationKinds = ['cluster.create'] as const;
+export const operationKinds = [
+  'cluster.create',
+  'cluster.scale',
+  'cluster.replaceNode',
+  'cluster.delete',
+  'cluster.snapshot',
+  'cluster.restore',
+] as const;
 export type OperationKind = (typeof operationKinds)[number];
 
-export type StepStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type StepStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'skipped';
 
 /** One step of an operation, as the workflow reports it. */
 export interface StepRecord {

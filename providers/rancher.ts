@@ -1,4 +1,5 @@
 import { ProviderError, type FailureType } from '../domain/errors.js';
+import { classifyHttpStatus } from './http.js';
 
 /** The fields of a Rancher v3 cluster that Kumo reads. */
 export interface RancherCluster {
@@ -43,6 +44,18 @@ export interface RancherNode {
   conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastHeartbeatTime?: string }>;
 }
 
+/** The fields of a Rancher v3 etcd backup that Kumo reads. */
+export interface RancherEtcdBackup {
+  id: string;
+  name: string;
+  clusterId: string;
+  filename?: string;
+  manual?: boolean;
+  created?: string;
+  state: string;
+  labels?: Record<string, string>;
+}
+
 export interface CreateClusterRequest {
   name: string;
   kubernetesVersion: string;
@@ -75,6 +88,20 @@ export interface Rancher {
   createNodePool(request: CreateNodePoolRequest): Promise<RancherNodePool>;
   updateNodePool(id: string, patch: { quantity: number }): Promise<RancherNodePool>;
   listNodes(clusterId: string): Promise<RancherNode[]>;
+  /** A node, or null when Rancher no longer has it. */
+  getNode(id: string): Promise<RancherNode | null>;
+  /** Deletes a node; its pool keeps its quantity by creating a replacement. Absent already is fine. */
+  deleteNode(id: string): Promise<void>;
+  /** Changes a cluster's Kubernetes version (Rancher then upgrades its nodes). */
+  setKubernetesVersion(id: string, version: string): Promise<RancherCluster>;
+  /** A kubeconfig for the cluster (through Rancher's proxy). A secret. */
+  generateKubeconfig(id: string): Promise<string>;
+  createEtcdBackup(clusterId: string, name: string, labels: Record<string, string>): Promise<RancherEtcdBackup>;
+  listEtcdBackups(clusterId: string): Promise<RancherEtcdBackup[]>;
+  /** A backup, or null when Rancher does not have it. */
+  getEtcdBackup(id: string): Promise<RancherEtcdBackup | null>;
+  deleteEtcdBackup(id: string): Promise<void>;
+  restoreFromEtcdBackup(clusterId: string, backupId: string): Promise<void>;
 }
 
 export interface RancherClientOptions {
@@ -102,16 +129,7 @@ interface NormanError {
  * quota refusals as 403 PermissionDenied with a quota message.
  */
 export function classifyRancherError(status: number, body: NormanError | undefined): FailureType {
-  const code = body?.code ?? '';
-  const message = (body?.message ?? '').toLowerCase();
-  if (status === 401) return 'Unauthorized';
-  if (status === 403) return message.includes('quota') || code === 'QuotaExceeded' ? 'QuotaExceeded' : 'Unauthorized';
-  if (status === 404) return 'NotFound';
-  if (status === 409) return 'Transient';
-  if (status === 422 && code === 'NotUnique') return 'AlreadyExists';
-  if (status === 400 || status === 422) return 'InvalidSpec';
-  if (status === 408 || status === 429 || status >= 500) return 'Transient';
-  return 'Internal';
+  return classifyHttpStatus(status, body?.code ?? '', body?.message ?? '');
 }
 
 /**
@@ -206,7 +224,38 @@ export function createRancherClient(options: RancherClientOptions): Rancher {
       }),
     updateNodePool: (id, patch) => call<RancherNodePool>('PUT', `/v3/nodepools/${q(id)}`, patch),
     listNodes: (clusterId) => list<RancherNode>(`/v3/nodes?clusterId=${q(clusterId)}`),
+    getNode: (id) => orNull(call<RancherNode>('GET', `/v3/nodes/${q(id)}`)),
+    async deleteNode(id) {
+      await orNull(call('DELETE', `/v3/nodes/${q(id)}`));
+    },
+    setKubernetesVersion: (id, version) =>
+      call<RancherCluster>('PUT', `/v3/clusters/${q(id)}`, { rancherKubernetesEngineConfig: { kubernetesVersion: version } }),
+    async generateKubeconfig(id) {
+      const output = await call<{ config?: string }>('POST', `/v3/clusters/${q(id)}?action=generateKubeconfig`, {});
+      if (!output.config) throw new ProviderError('Transient', 'Rancher generateKubeconfig answered without a config');
+      return output.config;
+    },
+    createEtcdBackup: (clusterId, name, labels) =>
+      call<RancherEtcdBackup>('POST', '/v3/etcdbackups', { type: 'etcdBackup', clusterId, name, manual: true, labels }),
+    listEtcdBackups: (clusterId) => list<RancherEtcdBackup>(`/v3/etcdbackups?clusterId=${q(clusterId)}`),
+    getEtcdBackup: (id) => orNull(call<RancherEtcdBackup>('GET', `/v3/etcdbackups/${q(id)}`)),
+    async deleteEtcdBackup(id) {
+      await orNull(call('DELETE', `/v3/etcdbackups/${q(id)}`));
+    },
+    async restoreFromEtcdBackup(clusterId, backupId) {
+      await call('POST', `/v3/clusters/${q(clusterId)}?action=restoreFromEtcdBackup`, { etcdBackupId: backupId, restoreRkeConfig: '' });
+    },
   };
+}
+
+/** The value, or null when Rancher said 404. */
+async function orNull<T>(pending: Promise<T>): Promise<T | null> {
+  try {
+    return await pending;
+  } catch (err) {
+    if (err instanceof ProviderError && err.type === 'NotFound') return null;
+    throw err;
+  }
 }
 
 /** Whether Rancher reports a node as Ready. */

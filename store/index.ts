@@ -35,6 +35,27 @@ interface OperationRow {
   run_id: string | null;
 }
 
+interface SnapshotRow {
+  id: string;
+  cluster_id: string;
+  name: string;
+  state: string;
+  manual: number | boolean;
+  operation_id: string | null;
+  created_at: string;
+}
+
+/** An etcd snapshot of a cluster, as Rancher last listed it. */
+export interface SnapshotRecord {
+  id: string;
+  clusterId: string;
+  name: string;
+  state: string;
+  manual: boolean;
+  operationId: string | null;
+  createdAt: string;
+}
+
 export interface OperationFilter {
   kind?: string;
   status?: OperationStatus;
@@ -104,6 +125,65 @@ export class Store {
       if (!existing) throw err;
       return { created: false, existing };
     }
+  }
+
+  /**
+   * Records the start of an operation on an existing cluster and makes it the
+   * cluster's last operation. `null` when the cluster does not exist.
+   */
+  async startOperation(operation: OperationRecord, clusterId: string): Promise<ClusterRecord | null> {
+    return this.db.transaction(async (tx) => {
+      const cluster = await this.readCluster(tx, clusterId);
+      if (!cluster) return null;
+      await this.insertOperation(tx, operation);
+      await tx.run('UPDATE clusters SET last_operation_id = $1, updated_at = $2 WHERE id = $3', [operation.id, operation.startedAt, clusterId]);
+      return cluster;
+    });
+  }
+
+  /** Undoes {@link startOperation} when its workflow could not be started. */
+  async forgetOperation(operationId: string, clusterId: string, previousOperationId: string | null): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.run('DELETE FROM operations WHERE id = $1', [operationId]);
+      await tx.run('UPDATE clusters SET last_operation_id = $1 WHERE id = $2 AND last_operation_id = $3', [previousOperationId, clusterId, operationId]);
+    });
+  }
+
+  /** Replaces what Kumo knows of a cluster's snapshots with what Rancher listed. */
+  async replaceSnapshots(clusterId: string, snapshots: SnapshotRecord[]): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.run('DELETE FROM snapshots WHERE cluster_id = $1', [clusterId]);
+      for (const snapshot of snapshots) {
+        await tx.run('INSERT INTO snapshots (id, cluster_id, name, state, manual, operation_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
+          snapshot.id,
+          clusterId,
+          snapshot.name,
+          snapshot.state,
+          snapshot.manual ? 1 : 0,
+          snapshot.operationId,
+          snapshot.createdAt,
+        ]);
+      }
+    });
+  }
+
+  /** A cluster's snapshots, newest first. */
+  async listSnapshots(clusterId: string): Promise<SnapshotRecord[]> {
+    const rows = await this.db.all<SnapshotRow>('SELECT * FROM snapshots WHERE cluster_id = $1 ORDER BY created_at DESC, id DESC', [clusterId]);
+    return rows.map(toSnapshot);
+  }
+
+  async getSnapshot(id: string): Promise<SnapshotRecord | null> {
+    const rows = await this.db.all<SnapshotRow>('SELECT * FROM snapshots WHERE id = $1', [id]);
+    return rows[0] ? toSnapshot(rows[0]) : null;
+  }
+
+  /** Removes a cluster's record and its snapshots (after it was deleted from Rancher). */
+  async removeCluster(id: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.run('DELETE FROM snapshots WHERE cluster_id = $1', [id]);
+      await tx.run('DELETE FROM clusters WHERE id = $1', [id]);
+    });
   }
 
   /**
@@ -294,6 +374,18 @@ function toCluster(row: ClusterRow): ClusterRecord {
     lastOperationId: row.last_operation_id,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
+  };
+}
+
+function toSnapshot(row: SnapshotRow): SnapshotRecord {
+  return {
+    id: row.id,
+    clusterId: row.cluster_id,
+    name: row.name,
+    state: row.state,
+    manual: row.manual === true || Number(row.manual) === 1,
+    operationId: row.operation_id,
+    createdAt: row.created_at,
   };
 }
 

@@ -45,6 +45,22 @@ export const migrations: ReadonlyArray<{ version: number; name: string; sql: str
       `CREATE INDEX operations_status ON operations (status, started_at)`,
     ],
   },
+  {
+    version: 2,
+    name: 'etcd snapshots',
+    sql: [
+      `CREATE TABLE snapshots (
+        id TEXT PRIMARY KEY,
+        cluster_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        manual INTEGER NOT NULL,
+        operation_id TEXT,
+        created_at TEXT NOT NULL
+      )`,
+      `CREATE INDEX snapshots_cluster ON snapshots (cluster_id, created_at)`,
+    ],
+  },
 ];
 
 /**

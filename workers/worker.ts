@@ -2,7 +2,8 @@ import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createClusterActivities } from '../activities/cluster.js';
 import type { Config } from '../domain/config.js';
-import { createRancherClient } from '../providers/rancher.js';
+import { createKubeClient, type Kube } from '../providers/kube.js';
+import { createRancherClient, type Rancher } from '../providers/rancher.js';
 import type { Store } from '../store/index.js';
 
 /** Where the workflow bundle starts; the worker bundles it with webpack at start-up. */
@@ -33,8 +34,27 @@ export async function createKumoWorker(options: {
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
     activities: {
-      ...createClusterActivities({ rancher, store, pollIntervalMs: config.KUMO_POLL_INTERVAL_MS }),
+      ...createClusterActivities({ rancher, store, kubeFor: kubeClients(rancher, config.RANCHER_TIMEOUT_MS), pollIntervalMs: config.KUMO_POLL_INTERVAL_MS }),
     },
     ...(options.identity ? { identity: options.identity } : {}),
   });
+}
+
+/**
+ * Kubernetes clients per cluster, built from kubeconfigs Rancher generates. The
+ * kubeconfig (a secret) lives only in this process's memory, never in workflow
+ * inputs or histories.
+ */
+export function kubeClients(rancher: Rancher, timeoutMs: number): (rancherId: string) => Promise<Kube> {
+  const clients = new Map<string, Promise<Kube>>();
+  return (rancherId) => {
+    let client = clients.get(rancherId);
+    if (!client) {
+      client = rancher.generateKubeconfig(rancherId).then((kubeconfig) => createKubeClient(kubeconfig, timeoutMs));
+      // A failed fetch must not stick: the next call tries again.
+      client.catch(() => clients.delete(rancherId));
+      clients.set(rancherId, client);
+    }
+    return client;
+  };
 }

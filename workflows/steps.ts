@@ -32,6 +32,13 @@ export class Steps {
     }
   }
 
+  /** Marks a step as not needed in this run (e.g. no drain for an unreachable node). */
+  skip(name: string, detail?: string): void {
+    const step = this.find(name);
+    step.status = 'skipped';
+    if (detail) step.detail = detail;
+  }
+
   /** The step that was running last (the failed one, after a failure). */
   get currentStep(): string | null {
     return this.current;

@@ -1,12 +1,32 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
-import { ClusterSpecSchema, type ClusterRecord } from '../../domain/cluster.js';
-import { clusterMutationWorkflowId, searchAttributes, type OperationRecord } from '../../domain/operation.js';
-import { createClusterSteps, type CreateClusterInput } from '../../workflows/cluster.js';
+import {
+  ClusterSpecSchema,
+  ReplaceNodeRequestSchema,
+  RestoreRequestSchema,
+  scaleRefusal,
+  ScaleRequestSchema,
+  SnapshotRequestSchema,
+  SnapshotScheduleSchema,
+  type ClusterRecord,
+  type ClusterState,
+} from '../../domain/cluster.js';
+import { clusterMutationWorkflowId, searchAttributes, type OperationKind, type OperationRecord } from '../../domain/operation.js';
+import {
+  createClusterSteps,
+  deleteClusterSteps,
+  replaceNodeSteps,
+  restoreSteps,
+  scaleDownSteps,
+  scaleUpSteps,
+  snapshotSteps,
+  type CreateClusterInput,
+} from '../../workflows/cluster.js';
+import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
 import type { ApiDeps } from '../deps.js';
-import { Problem } from '../problem.js';
-import { ClusterSchema, OperationSchema, problem, problemResponses } from '../schemas.js';
+import { fieldErrors, Problem } from '../problem.js';
+import { ClusterSchema, OperationSchema, problem, problemResponses, SnapshotSchema } from '../schemas.js';
 import { storedView } from './operations.js';
 
 const IdParam = z.object({ id: z.string().min(1).max(63).openapi({ param: { name: 'id', in: 'path' }, example: 'prod-eu-1' }) });
@@ -212,4 +232,421 @@ export function toClusterView(cluster: ClusterRecord): z.infer<typeof ClusterSch
 /** Operation ids sort by creation time and do not collide: `op-<time36><random hex>`. */
 function newOperationId(): string {
   return `op-${Date.now().toString(36)}${randomBytes(5).toString('hex')}`;
+}
+
+// ---------------------------------------------------------------------------
+// Day-2 operations: each starts one workflow under the cluster's mutation id.
+// ---------------------------------------------------------------------------
+
+const ClusterParam = IdParam;
+const PoolParam = z.object({
+  id: z.string().min(1).max(63).openapi({ param: { name: 'id', in: 'path' } }),
+  pool: z.string().min(1).max(63).openapi({ param: { name: 'pool', in: 'path' } }),
+});
+const NodeParam = z.object({
+  id: z.string().min(1).max(63).openapi({ param: { name: 'id', in: 'path' } }),
+  node: z.string().min(1).max(200).openapi({ param: { name: 'node', in: 'path' }, description: 'Node id or hostname' }),
+});
+const OperationStarted = {
+  202: { description: 'Started; follow the operation', content: { 'application/json': { schema: z.object({ operation: OperationSchema }) } } },
+  ...problemResponses,
+  404: problem('No such cluster, pool or node'),
+  409: problem('Another operation runs on this cluster, or its state does not allow this'),
+  503: problem('Temporal cannot be reached; nothing was started'),
+};
+const json = <T extends z.ZodType>(schema: T) => ({ body: { required: true, content: { 'application/json': { schema } } } });
+
+const scaleRoute = createRoute({
+  method: 'post',
+  path: '/v1/clusters/{id}/nodepools/{pool}/scale',
+  tags: ['clusters'],
+  summary: 'Scale a node pool: add nodes (wait until Ready) or remove them (cordon, drain, delete)',
+  request: { params: PoolParam, ...json(ScaleRequestSchema) },
+  responses: OperationStarted,
+});
+const replaceRoute = createRoute({
+  method: 'post',
+  path: '/v1/clusters/{id}/nodes/{node}/replace',
+  tags: ['clusters'],
+  summary: 'Replace a broken node: cordon, drain (skipped when it does not answer), delete, wait for the replacement',
+  request: { params: NodeParam, body: { required: false, content: { 'application/json': { schema: ReplaceNodeRequestSchema } } } },
+  responses: OperationStarted,
+});
+const deleteRoute = createRoute({
+  method: 'delete',
+  path: '/v1/clusters/{id}',
+  tags: ['clusters'],
+  summary: 'Delete a cluster with its node pools',
+  request: { params: ClusterParam },
+  responses: OperationStarted,
+});
+const snapshotRoute = createRoute({
+  method: 'post',
+  path: '/v1/clusters/{id}/snapshots',
+  tags: ['snapshots'],
+  summary: 'Take an etcd snapshot now',
+  request: { params: ClusterParam, body: { required: false, content: { 'application/json': { schema: SnapshotRequestSchema } } } },
+  responses: OperationStarted,
+});
+const listSnapshotsRoute = createRoute({
+  method: 'get',
+  path: '/v1/clusters/{id}/snapshots',
+  tags: ['snapshots'],
+  summary: "A cluster's etcd snapshots, newest first (as Rancher last listed them)",
+  request: { params: ClusterParam },
+  responses: {
+    200: { description: 'Snapshots', content: { 'application/json': { schema: z.object({ items: z.array(SnapshotSchema) }) } } },
+    404: problem('No such cluster'),
+  },
+});
+const restoreRoute = createRoute({
+  method: 'post',
+  path: '/v1/clusters/{id}/restore',
+  tags: ['snapshots'],
+  summary: 'Restore the whole cluster from one of its etcd snapshots',
+  request: { params: ClusterParam, ...json(RestoreRequestSchema) },
+  responses: OperationStarted,
+});
+const ScheduleSchema = z
+  .object({ cron: z.string(), retention: z.number().int(), paused: z.boolean(), scheduleId: z.string(), nextRuns: z.array(z.string()) })
+  .openapi('SnapshotSchedule');
+const putScheduleRoute = createRoute({
+  method: 'put',
+  path: '/v1/clusters/{id}/snapshot-schedule',
+  tags: ['snapshots'],
+  summary: 'Create or change the periodic snapshot schedule (a Temporal Schedule; `paused` pauses it)',
+  request: { params: ClusterParam, ...json(SnapshotScheduleSchema) },
+  responses: {
+    200: { description: 'The schedule', content: { 'application/json': { schema: ScheduleSchema } } },
+    ...problemResponses,
+    404: problem('No such cluster'),
+  },
+});
+const getScheduleRoute = createRoute({
+  method: 'get',
+  path: '/v1/clusters/{id}/snapshot-schedule',
+  tags: ['snapshots'],
+  summary: 'Show the snapshot schedule',
+  request: { params: ClusterParam },
+  responses: {
+    200: { description: 'The schedule', content: { 'application/json': { schema: ScheduleSchema } } },
+    404: problem('No such cluster, or it has no schedule'),
+  },
+});
+const deleteScheduleRoute = createRoute({
+  method: 'delete',
+  path: '/v1/clusters/{id}/snapshot-schedule',
+  tags: ['snapshots'],
+  summary: 'Remove the snapshot schedule (snapshots already taken stay)',
+  request: { params: ClusterParam },
+  responses: { 204: { description: 'Removed' }, 404: problem('No such cluster, or it has no schedule') },
+});
+
+/** Routes of the day-2 operations, mounted beside {@link clusterRoutes}. */
+export function clusterOperationRoutes(deps: ApiDeps) {
+  const app = new OpenAPIHono();
+
+  app.openapi(scaleRoute, async (c) => {
+    const { id, pool } = c.req.valid('param');
+    const request = c.req.valid('json');
+    const cluster = await activeCluster(deps, id);
+    const current = cluster.nodePools.find((candidate) => candidate.name === pool);
+    if (!current?.rancherId) throw new Problem(404, 'not-found', `cluster "${id}" has no node pool "${pool}"`);
+    if (current.quantity === request.quantity) {
+      throw new Problem(400, 'invalid-request', `pool "${pool}" already has ${request.quantity} nodes`, {
+        errors: [{ field: 'quantity', in: 'body', message: `already ${request.quantity}` }],
+      });
+    }
+    const refusal = scaleRefusal(cluster, pool, request.quantity);
+    if (refusal) throw new Problem(400, 'invalid-request', refusal, { errors: [{ field: 'quantity', in: 'body', message: refusal }] });
+    const up = request.quantity > current.quantity;
+    const operation = await startClusterOperation(deps, cluster, 'cluster.scale', 'scaleNodePool', up ? scaleUpSteps : scaleDownSteps, (operationId) => [
+      {
+        operationId,
+        clusterId: id,
+        rancherId: cluster.rancherId,
+        pool,
+        poolRancherId: current.rancherId,
+        from: current.quantity,
+        to: request.quantity,
+        drainTimeoutSeconds: request.drainTimeoutSeconds,
+        readyTimeoutSeconds: deps.config.KUMO_CLUSTER_READY_TIMEOUT_S,
+        nodePools: cluster.nodePools.map((candidate) => (candidate.name === pool ? { ...candidate, quantity: request.quantity } : candidate)),
+      },
+    ]);
+    return accepted(c, operation);
+  });
+
+  app.openapi(replaceRoute, async (c) => {
+    const { id, node } = c.req.valid('param');
+    const request = parseBody(ReplaceNodeRequestSchema, await optionalJson(c));
+    const cluster = await activeCluster(deps, id);
+    const target = cluster.nodes.find((candidate) => candidate.id === node || candidate.hostname === node);
+    if (!target) throw new Problem(404, 'not-found', `cluster "${id}" has no node "${node}"`);
+    if (target.roles.includes('etcd')) {
+      const etcd = cluster.nodes.filter((candidate) => candidate.roles.includes('etcd'));
+      const othersReady = etcd.filter((candidate) => candidate.id !== target.id && candidate.ready).length;
+      if (etcd.length === 1) {
+        throw new Problem(409, 'quorum', `node ${target.hostname} is the cluster's only etcd member; replacing it would lose the cluster's state (restore from a snapshot instead)`);
+      }
+      if (othersReady < Math.floor(etcd.length / 2) + 1) {
+        throw new Problem(409, 'quorum', `replacing ${target.hostname} now would leave ${othersReady} of ${etcd.length} etcd members ready, below quorum`);
+      }
+    }
+    const operation = await startClusterOperation(deps, cluster, 'cluster.replaceNode', 'replaceNode', replaceNodeSteps, (operationId) => [
+      {
+        operationId,
+        clusterId: id,
+        rancherId: cluster.rancherId,
+        nodeId: target.id,
+        skipDrain: request.skipDrain ?? false,
+        drainTimeoutSeconds: request.drainTimeoutSeconds,
+        readyTimeoutSeconds: deps.config.KUMO_CLUSTER_READY_TIMEOUT_S,
+      },
+    ]);
+    return accepted(c, operation);
+  });
+
+  app.openapi(deleteRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const cluster = await mustGetCluster(deps, id);
+    const operation = await startClusterOperation(deps, cluster, 'cluster.delete', 'deleteCluster', deleteClusterSteps, (operationId) => [
+      { operationId, clusterId: id, rancherId: cluster.rancherId, timeoutSeconds: 600 },
+    ], 'deleting');
+    return accepted(c, operation);
+  });
+
+  app.openapi(snapshotRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const request = parseBody(SnapshotRequestSchema, await optionalJson(c));
+    const cluster = await activeCluster(deps, id);
+    const operation = await startClusterOperation(deps, cluster, 'cluster.snapshot', 'takeSnapshot', snapshotSteps, (operationId) => [
+      { operationId, clusterId: id, rancherId: cluster.rancherId, retention: request.retention ?? null },
+    ]);
+    return accepted(c, operation);
+  });
+
+  app.openapi(listSnapshotsRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    await mustGetCluster(deps, id);
+    const snapshots = await deps.store.listSnapshots(id);
+    return c.json({ items: snapshots.map((snapshot) => ({ ...snapshot, cluster: snapshot.clusterId })) }, 200);
+  });
+
+  app.openapi(restoreRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const { snapshot } = c.req.valid('json');
+    const cluster = await activeCluster(deps, id);
+    const known = (await deps.store.getSnapshot(snapshot)) ?? (await deps.store.listSnapshots(id)).find((candidate) => candidate.name === snapshot) ?? null;
+    if (!known) {
+      throw new Problem(400, 'invalid-request', `cluster "${id}" has no snapshot "${snapshot}"`, { errors: [{ field: 'snapshot', in: 'body', message: 'no such snapshot of this cluster' }] });
+    }
+    if (known.clusterId !== id) {
+      throw new Problem(400, 'invalid-request', `snapshot "${snapshot}" belongs to cluster "${known.clusterId}", not "${id}"`, {
+        errors: [{ field: 'snapshot', in: 'body', message: 'a snapshot of another cluster' }],
+      });
+    }
+    const operation = await startClusterOperation(deps, cluster, 'cluster.restore', 'restoreFromSnapshot', restoreSteps, (operationId) => [
+      { operationId, clusterId: id, rancherId: cluster.rancherId, snapshotId: known.id, readyTimeoutSeconds: deps.config.KUMO_CLUSTER_READY_TIMEOUT_S },
+    ], 'updating');
+    return accepted(c, operation);
+  });
+
+  app.openapi(putScheduleRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const schedule = c.req.valid('json');
+    await mustGetCluster(deps, id);
+    const scheduleId = snapshotScheduleId(id);
+    const options = {
+      spec: { cronExpressions: [schedule.cron] },
+      action: {
+        type: 'startWorkflow' as const,
+        workflowType: 'scheduledSnapshot',
+        workflowId: `cluster/${id}/scheduled-snapshot`,
+        taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
+        args: [{ clusterId: id, retention: schedule.retention }],
+      },
+      // A snapshot still running when the next is due: skip, never pile up.
+      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '10 minutes' },
+    };
+    try {
+      await deps.temporal.schedule.create({ scheduleId, ...options, state: { paused: schedule.paused, note: cronNote(schedule.cron) } });
+    } catch (err) {
+      if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+      const handle = deps.temporal.schedule.getHandle(scheduleId);
+      await handle.update((previous) => ({ ...previous, ...options, state: { ...previous.state, paused: schedule.paused, note: cronNote(schedule.cron) } }));
+    }
+    return c.json(await describeSchedule(deps, id), 200);
+  });
+
+  app.openapi(getScheduleRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    await mustGetCluster(deps, id);
+    return c.json(await describeSchedule(deps, id), 200);
+  });
+
+  app.openapi(deleteScheduleRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    await mustGetCluster(deps, id);
+    try {
+      await deps.temporal.schedule.getHandle(snapshotScheduleId(id)).delete();
+    } catch (err) {
+      if (err instanceof ScheduleNotFoundError) throw new Problem(404, 'not-found', `cluster "${id}" has no snapshot schedule`);
+      throw err;
+    }
+    return c.body(null, 204);
+  });
+
+  return app;
+}
+
+/** The Temporal Schedule id of a cluster's snapshot schedule. */
+export function snapshotScheduleId(clusterId: string): string {
+  return `cluster/${clusterId}/snapshots`;
+}
+
+async function describeSchedule(deps: ApiDeps, clusterId: string): Promise<z.infer<typeof ScheduleSchema>> {
+  try {
+    const description = await deps.temporal.schedule.getHandle(snapshotScheduleId(clusterId)).describe();
+    const action = description.action as { args?: Array<{ retention?: number }> };
+    return {
+      scheduleId: description.scheduleId,
+      cron: cronFromNote(description.state.note),
+      retention: action.args?.[0]?.retention ?? 0,
+      paused: description.state.paused,
+      nextRuns: description.info.nextActionTimes.slice(0, 3).map((time) => time.toISOString()),
+    };
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) throw new Problem(404, 'not-found', `cluster "${clusterId}" has no snapshot schedule`);
+    throw err;
+  }
+}
+
+/**
+ * Temporal turns a cron string into calendar specs and does not give it back,
+ * so the schedule's note keeps the expression the user gave.
+ */
+function cronNote(cron: string): string {
+  return `etcd snapshots by Kumo; cron: ${cron}`;
+}
+
+function cronFromNote(note: string | undefined): string {
+  return /cron: (.+)$/.exec(note ?? '')?.[1] ?? '';
+}
+
+async function mustGetCluster(deps: ApiDeps, id: string): Promise<ClusterRecord> {
+  const cluster = await deps.store.getCluster(id);
+  if (!cluster) throw new Problem(404, 'not-found', `no cluster named "${id}"`);
+  return cluster;
+}
+
+/** A cluster that exists in Rancher and is active (or whose state allows an operation). */
+async function activeCluster(deps: ApiDeps, id: string): Promise<ClusterRecord & { rancherId: string }> {
+  const cluster = await mustGetCluster(deps, id);
+  if (!cluster.rancherId || cluster.state !== 'active') {
+    throw new Problem(409, 'cluster-not-active', `cluster "${id}" is ${cluster.state}; this needs an active cluster`, {
+      ...(cluster.lastOperationId ? { operation: `/v1/operations/${cluster.lastOperationId}` } : {}),
+    });
+  }
+  return cluster as ClusterRecord & { rancherId: string };
+}
+
+/** Validates an optional body read by hand, with the same 400 as the routes' own validation. */
+function parseBody<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const errors = fieldErrors(parsed.error, 'body');
+  throw new Problem(400, 'invalid-request', `the request body is invalid: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`, { errors });
+}
+
+/** A JSON body that may be absent (an empty POST means the defaults). */
+async function optionalJson(c: { req: { text(): Promise<string> } }): Promise<unknown> {
+  const text = await c.req.text();
+  if (!text.trim()) return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Problem(400, 'invalid-request', 'the body is not valid JSON', { errors: [{ field: '(root)', in: 'body', message: 'not valid JSON' }] });
+  }
+}
+
+function accepted(c: { header(name: string, value: string): void; json: (body: unknown, status: 202) => Response }, operation: ReturnType<typeof storedView>) {
+  c.header('Location', operation.links.self);
+  return c.json({ operation }, 202) as never;
+}
+
+/**
+ * Records an operation and starts its workflow under the cluster's mutation id.
+ * A running operation on the cluster makes Temporal refuse the start, which is
+ * answered with 409 naming that operation; nothing is left recorded then.
+ */
+async function startClusterOperation(
+  deps: ApiDeps,
+  cluster: ClusterRecord,
+  kind: OperationKind,
+  workflowType: string,
+  steps: readonly string[],
+  args: (operationId: string) => unknown[],
+  stateWhileRunning?: ClusterState,
+): Promise<ReturnType<typeof storedView>> {
+  const operationId = newOperationId();
+  const workflowId = clusterMutationWorkflowId(cluster.id);
+  const operation: OperationRecord = {
+    id: operationId,
+    kind,
+    target: `cluster/${cluster.id}`,
+    status: 'running',
+    step: null,
+    steps: steps.map((name) => ({ name, status: 'pending' as const })),
+    startedAt: new Date().toISOString(),
+    finishedAt: null,
+    failure: null,
+    workflowId,
+    runId: null,
+  };
+  if (!(await deps.store.startOperation(operation, cluster.id))) throw new Problem(404, 'not-found', `no cluster named "${cluster.id}"`);
+  let runId: string;
+  try {
+    const handle = await deps.temporal.withDeadline(Date.now() + startDeadlineMs, () =>
+      deps.temporal.workflow.start(workflowType, {
+        taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
+        workflowId,
+        args: args(operationId),
+        workflowIdConflictPolicy: 'FAIL',
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        searchAttributes: {
+          [searchAttributes.operationId]: [operationId],
+          [searchAttributes.kind]: [kind],
+          [searchAttributes.target]: [operation.target],
+        },
+      }),
+    );
+    runId = handle.firstExecutionRunId;
+  } catch (err) {
+    const started = err instanceof WorkflowExecutionAlreadyStartedError ? null : await startedRunOf(deps, workflowId, operationId);
+    if (!started) {
+      await deps.store.forgetOperation(operationId, cluster.id, cluster.lastOperationId);
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        const running = await runningOperationOf(deps, workflowId);
+        throw new Problem(409, 'operation-running', `operation ${running ?? '(unknown)'} is running on cluster "${cluster.id}"; one mutating operation at a time`, {
+          ...(running ? { operation: `/v1/operations/${running}` } : {}),
+        });
+      }
+      throw new Problem(503, 'temporal-unavailable', `the operation could not be started, Temporal did not answer: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    runId = started;
+  }
+  await deps.store.setOperationRun(operationId, runId);
+  if (stateWhileRunning) await deps.store.updateCluster(cluster.id, { state: stateWhileRunning });
+  return storedView(deps, { ...operation, runId });
+}
+
+/** The operation id of the workflow running under `workflowId`, if one runs. */
+async function runningOperationOf(deps: ApiDeps, workflowId: string): Promise<string | null> {
+  try {
+    const description = await deps.temporal.withDeadline(Date.now() + 2000, () => deps.temporal.workflow.getHandle(workflowId).describe());
+    return (description.searchAttributes[searchAttributes.operationId]?.[0] as string | undefined) ?? null;
+  } catch {
+    return null;
+  }
 }

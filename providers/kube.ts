@@ -1,0 +1,141 @@
+import { ApiException, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { ProviderError } from '../domain/errors.js';
+import { classifyHttpStatus } from './http.js';
+
+/** A node as Kumo needs it from a cluster's Kubernetes API. */
+export interface KubeNode {
+  name: string;
+  unschedulable: boolean;
+  ready: 'True' | 'False' | 'Unknown';
+  lastHeartbeat: string | null;
+  kubeletVersion: string | null;
+}
+
+/** The port Kumo uses to talk to one downstream cluster's Kubernetes API. */
+export interface Kube {
+  livez(): Promise<boolean>;
+  listNodes(): Promise<KubeNode[]>;
+  getNode(name: string): Promise<KubeNode | null>;
+  setUnschedulable(name: string, unschedulable: boolean): Promise<void>;
+  /** Pods bound to a node, except mirror and DaemonSet pods (a drain leaves those). */
+  listEvictablePods(node: string): Promise<Array<{ namespace: string; name: string }>>;
+  /** Asks to evict a pod; `blocked` when a PodDisruptionBudget refuses for now. */
+  evictPod(namespace: string, name: string): Promise<'evicted' | 'blocked' | 'gone'>;
+}
+
+/**
+ * The real adapter over `@kubernetes/client-node`, built from the kubeconfig
+ * Rancher generates (it points at Rancher's proxy for the cluster). The
+ * kubeconfig is a secret: it stays inside this object.
+ */
+export function createKubeClient(kubeconfig: string, timeoutMs: number): Kube {
+  const config = new KubeConfig();
+  config.loadFromString(kubeconfig);
+  const core = config.makeApiClient(CoreV1Api);
+  const server = config.getCurrentCluster()?.server ?? '';
+
+  const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        fn(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new ProviderError('Transient', `Kubernetes ${what}: timed out after ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } catch (err) {
+      throw classifyKubeError(what, err);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  return {
+    async livez() {
+      try {
+        const response = await fetch(`${server}/livez`, {
+          headers: authHeaders(config),
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        return response.ok;
+      } catch {
+        return false;
+      }
+    },
+    async listNodes() {
+      const list = await call('list nodes', () => core.listNode());
+      return list.items.map(toKubeNode);
+    },
+    async getNode(name) {
+      try {
+        return toKubeNode(await call(`get node ${name}`, () => core.readNode({ name })));
+      } catch (err) {
+        if (err instanceof ProviderError && err.type === 'NotFound') return null;
+        throw err;
+      }
+    },
+    async setUnschedulable(name, unschedulable) {
+      await call(`${unschedulable ? 'cordon' : 'uncordon'} ${name}`, () =>
+        core.patchNode({ name, body: { spec: { unschedulable } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)),
+      );
+    },
+    async listEvictablePods(node) {
+      const list = await call(`list pods on ${node}`, () => core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}` }));
+      return list.items
+        .filter((pod: V1Pod) => pod.spec?.nodeName === node)
+        .filter((pod: V1Pod) => !pod.metadata?.ownerReferences?.some((owner) => owner.kind === 'DaemonSet'))
+        .filter((pod: V1Pod) => !pod.metadata?.annotations?.['kubernetes.io/config.mirror'])
+        .map((pod: V1Pod) => ({ namespace: pod.metadata?.namespace ?? 'default', name: pod.metadata?.name ?? '' }));
+    },
+    async evictPod(namespace, name) {
+      try {
+        await call(`evict ${namespace}/${name}`, () =>
+          core.createNamespacedPodEviction({ name, namespace, body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } } }),
+        );
+        return 'evicted';
+      } catch (err) {
+        if (err instanceof ProviderError && err.details.status === 429) return 'blocked';
+        if (err instanceof ProviderError && err.type === 'NotFound') return 'gone';
+        throw err;
+      }
+    },
+  };
+}
+
+function toKubeNode(node: V1Node): KubeNode {
+  const ready = node.status?.conditions?.find((condition) => condition.type === 'Ready');
+  const status = ready?.status === 'True' || ready?.status === 'False' ? ready.status : 'Unknown';
+  const heartbeat = ready?.lastHeartbeatTime;
+  return {
+    name: node.metadata?.name ?? '',
+    unschedulable: node.spec?.unschedulable === true,
+    ready: status,
+    lastHeartbeat: heartbeat ? new Date(heartbeat).toISOString() : null,
+    kubeletVersion: node.status?.nodeInfo?.kubeletVersion ?? null,
+  };
+}
+
+function authHeaders(config: KubeConfig): Record<string, string> {
+  const token = config.getCurrentUser()?.token;
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
+/** Maps a client-node failure to a typed error; the message never carries the kubeconfig. */
+function classifyKubeError(what: string, err: unknown): ProviderError {
+  if (err instanceof ProviderError) return err;
+  if (err instanceof ApiException) {
+    const body = typeof err.body === 'string' ? safeJson(err.body) : (err.body as { message?: string; reason?: string } | undefined);
+    const status = err.code;
+    const type = classifyHttpStatus(status, body?.reason ?? '', body?.message ?? '');
+    return new ProviderError(type, `Kubernetes ${what} answered ${status}${body?.message ? `: ${body.message}` : ''}`, { status });
+  }
+  return new ProviderError('Transient', `Kubernetes ${what}: ${err instanceof Error ? err.message.split('\n')[0] : 'request failed'}`);
+}
+
+function safeJson(text: string): { message?: string; reason?: string } | undefined {
+  try {
+    return JSON.parse(text) as { message?: string; reason?: string };
+  } catch {
+    return undefined;
+  }
+}
