@@ -5,7 +5,7 @@
  */
 import { codeForStatus, errorReply, isPlainObject, type Reply } from "./http.js";
 
-/** One scripted failure: the next `times` matching /v3 calls fail. */
+/** One scripted failure: the next `times` matching /v3 calls (or /k8s calls, when `path` matches them) fail. */
 export interface FaultRule {
   /** HTTP method to match, case-insensitive; any when absent. */
   method?: string;
@@ -31,6 +31,8 @@ export interface FaultConfig {
   rules: FaultRule[];
   /** Regular expressions; nodes whose hostname matches never become ready. */
   neverReadyNodes: string[];
+  /** Regular expressions; nodes whose hostname matches never become Ready again after their upgrade window. */
+  failUpgradeNodes: string[];
 }
 
 /** Thrown for a fault configuration that does not make sense. */
@@ -45,7 +47,7 @@ const MAX_LATENCY_MS = 120_000;
 const MAX_PATTERN_LENGTH = 1000;
 
 function emptyConfig(): FaultConfig {
-  return { errorRate: 0, errorStatus: 503, latencyMs: 0, rules: [], neverReadyNodes: [] };
+  return { errorRate: 0, errorStatus: 503, latencyMs: 0, rules: [], neverReadyNodes: [], failUpgradeNodes: [] };
 }
 
 /** Holds the current fault configuration and decides which calls fail. */
@@ -53,13 +55,15 @@ export class Faults {
   private config: FaultConfig = emptyConfig();
   private rules: CompiledRule[] = [];
   private neverReady: RegExp[] = [];
+  private failUpgrade: RegExp[] = [];
 
   /** Replaces the configuration; throws FaultConfigError and keeps the old one on bad input. */
   replace(input: unknown): void {
-    const { config, rules, neverReady } = validate(input);
+    const { config, rules, neverReady, failUpgrade } = validate(input);
     this.config = config;
     this.rules = rules;
     this.neverReady = neverReady;
+    this.failUpgrade = failUpgrade;
   }
 
   clear(): void {
@@ -75,10 +79,14 @@ export class Faults {
     return this.config.latencyMs;
   }
 
-  /** The first live rule matching the call, with one of its `times` used up. */
-  takeRule(method: string, pathname: string): FaultRule | undefined {
+  /**
+   * The first live rule matching the call, with one of its `times` used up.
+   * Calls to the Kubernetes API (`pathRequired`) only match rules that name a path.
+   */
+  takeRule(method: string, pathname: string, pathRequired = false): FaultRule | undefined {
     for (const { rule, pathRe } of this.rules) {
       if (rule.times <= 0) continue;
+      if (pathRequired && pathRe === null) continue;
       if (rule.method !== undefined && rule.method.toUpperCase() !== method.toUpperCase()) continue;
       if (pathRe !== null && !pathRe.test(pathname)) continue;
       rule.times -= 1;
@@ -97,6 +105,10 @@ export class Faults {
   isNeverReady(hostname: string): boolean {
     return this.neverReady.some((re) => re.test(hostname));
   }
+
+  failsUpgrade(hostname: string): boolean {
+    return this.failUpgrade.some((re) => re.test(hostname));
+  }
 }
 
 /** The error reply a rule answers with. */
@@ -106,9 +118,9 @@ export function ruleReply(rule: FaultRule): Reply {
   return errorReply(rule.status, code, message);
 }
 
-function validate(input: unknown): { config: FaultConfig; rules: CompiledRule[]; neverReady: RegExp[] } {
+function validate(input: unknown): { config: FaultConfig; rules: CompiledRule[]; neverReady: RegExp[]; failUpgrade: RegExp[] } {
   if (!isPlainObject(input)) throw new FaultConfigError("fault configuration must be a JSON object");
-  const known = new Set(["errorRate", "errorStatus", "latencyMs", "rules", "neverReadyNodes"]);
+  const known = new Set(["errorRate", "errorStatus", "latencyMs", "rules", "neverReadyNodes", "failUpgradeNodes"]);
   for (const key of Object.keys(input)) {
     // Unknown keys are refused so a typo cannot silently disable a fault a test relies on.
     if (!known.has(key)) throw new FaultConfigError(`unknown fault setting "${key}"`);
@@ -142,7 +154,15 @@ function validate(input: unknown): { config: FaultConfig; rules: CompiledRule[];
       config.neverReadyNodes.push(raw as string);
     });
   }
-  return { config, rules, neverReady };
+  const failUpgrade: RegExp[] = [];
+  if (input.failUpgradeNodes !== undefined) {
+    if (!Array.isArray(input.failUpgradeNodes)) throw new FaultConfigError("failUpgradeNodes must be an array of regular expressions");
+    input.failUpgradeNodes.forEach((raw: unknown, i: number) => {
+      failUpgrade.push(pattern(raw, `failUpgradeNodes[${i}]`));
+      config.failUpgradeNodes.push(raw as string);
+    });
+  }
+  return { config, rules, neverReady, failUpgrade };
 }
 
 function validateRule(raw: unknown, where: string): CompiledRule {

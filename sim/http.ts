@@ -21,6 +21,67 @@ export class NormanError extends Error {
 export interface Reply {
   status: number;
   body: unknown;
+  /** Set for a non-JSON reply, whose body is then a string written as is. */
+  contentType?: string;
+  /** A streaming reply (Kubernetes watch): called instead of writing `body`. */
+  stream?: (res: ServerResponse) => void;
+}
+
+/** An error that becomes a Kubernetes `Status` object with its HTTP status. */
+export class KubeError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = "KubeError";
+  }
+}
+
+/** A Kubernetes failure `Status`, e.g. `{kind:"Status", status:"Failure", reason:"NotFound", code:404}`. */
+export function kubeStatus(code: number, reason: string, message: string, details?: Record<string, unknown>): Record<string, unknown> {
+  const body: Record<string, unknown> = { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason };
+  if (details !== undefined) body.details = details;
+  body.code = code;
+  return body;
+}
+
+export function kubeErrorReply(err: KubeError): Reply {
+  return { status: err.code, body: kubeStatus(err.code, err.reason, err.message, err.details) };
+}
+
+/** The Kubernetes Status reason for an HTTP status, for faults that only name a status. */
+export function kubeReasonForStatus(status: number): string {
+  switch (status) {
+    case 400:
+      return "BadRequest";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "NotFound";
+    case 405:
+      return "MethodNotAllowed";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Expired";
+    case 415:
+      return "UnsupportedMediaType";
+    case 422:
+      return "Invalid";
+    case 429:
+      return "TooManyRequests";
+    case 503:
+      return "ServiceUnavailable";
+    case 504:
+      return "Timeout";
+    default:
+      return "InternalError";
+  }
 }
 
 /** Norman's error shape, e.g. `{type:"error", status:422, code:"NotUnique", fieldName:"name"}`. */
@@ -121,9 +182,14 @@ export function parseJsonObject(text: string, status = 422): Record<string, unkn
 /** Writes a JSON reply unless the client is already gone (e.g. after close()). */
 export function sendReply(res: ServerResponse, reply: Reply): void {
   if (res.headersSent || res.writableEnded || res.destroyed) return;
-  const text = JSON.stringify(reply.body);
+  if (reply.stream !== undefined) {
+    reply.stream(res);
+    return;
+  }
+  const raw = reply.contentType !== undefined && typeof reply.body === "string";
+  const text = raw ? (reply.body as string) : JSON.stringify(reply.body);
   res.statusCode = reply.status;
-  res.setHeader("content-type", "application/json");
+  res.setHeader("content-type", raw ? (reply.contentType as string) : "application/json");
   res.setHeader("content-length", Buffer.byteLength(text));
   res.end(text);
 }

@@ -10,6 +10,10 @@
  *   SIM_CLUSTER_PROVISION_MS   minimum time until a cluster is active (default 3000)
  *   SIM_NODE_BOOT_MS           time for a node to boot and register (default 2000)
  *   SIM_NODE_REMOVE_MS         time a removed object stays "removing" (default 1000)
+ *   SIM_SNAPSHOT_MS            time an etcd snapshot stays "activating" (default 1000)
+ *   SIM_RESTORE_MS             time an etcd restore keeps the cluster "updating" (default 3000)
+ *   SIM_NODE_MONITOR_GRACE_MS  time from a node's last heartbeat to Ready Unknown (default 40000)
+ *   SIM_NODE_UPGRADE_MS        time one node takes to upgrade Kubernetes (default 1500)
  */
 import { resolve } from "node:path";
 import { startRancherSim, type RancherSimOptions } from "./rancher.js";
@@ -39,6 +43,10 @@ function readConfig(): RancherSimOptions {
       clusterProvisionMs: integerEnv("SIM_CLUSTER_PROVISION_MS", undefined),
       nodeBootMs: integerEnv("SIM_NODE_BOOT_MS", undefined),
       nodeRemoveMs: integerEnv("SIM_NODE_REMOVE_MS", undefined),
+      snapshotMs: integerEnv("SIM_SNAPSHOT_MS", undefined),
+      restoreMs: integerEnv("SIM_RESTORE_MS", undefined),
+      nodeMonitorGraceMs: integerEnv("SIM_NODE_MONITOR_GRACE_MS", undefined),
+      nodeUpgradeMs: integerEnv("SIM_NODE_UPGRADE_MS", undefined),
     },
   };
 }

@@ -3,8 +3,22 @@
  * quantity-keeping, and states derived from stored timestamps.
  */
 import { randomUUID } from "node:crypto";
-import { isPlainObject, NormanError } from "./http.js";
-import { randomId, type SimData, type StoredCluster, type StoredNode, type StoredNodePool } from "./state.js";
+import { isPlainObject, NormanError, rfc3339 } from "./http.js";
+import {
+  noClusterFaults,
+  noNodeFaults,
+  randomId,
+  type ClusterFaults,
+  type NodeFaults,
+  type SimData,
+  type StoredCluster,
+  type StoredKubeObject,
+  type StoredNode,
+  type StoredNodePool,
+} from "./state.js";
+
+/** Namespaces every cluster starts with. */
+export const SYSTEM_NAMESPACES: readonly string[] = ["default", "kube-system", "kube-public", "cattle-system"];
 
 /** Kubernetes versions the simulated Rancher offers, oldest first. */
 export const SUPPORTED_K8S_VERSIONS: readonly string[] = [
@@ -20,17 +34,66 @@ export interface Settings {
   nodeBootMs: number;
   nodeRemoveMs: number;
   maxNodes: number;
+  /** Time an etcd snapshot stays `activating`. */
+  snapshotMs: number;
+  /** Time an etcd restore keeps the cluster `updating`. */
+  restoreMs: number;
+  /** Kubernetes' node-monitor-grace-period: how long after the last heartbeat Ready turns Unknown. */
+  nodeMonitorGraceMs: number;
+  /** Time one node takes to upgrade its Kubernetes version. */
+  nodeUpgradeMs: number;
+}
+
+/** Which faults the model asks about; the in-memory fault configuration answers. */
+export interface FaultView {
+  isNeverReady(hostname: string): boolean;
+  failsUpgrade(hostname: string): boolean;
 }
 
 export type NodePhase = "provisioning" | "registering" | "active" | "removing";
 
 export interface ClusterStatus {
-  state: "provisioning" | "active" | "updating" | "removing";
-  transitioning: "yes" | "no";
+  state: "provisioning" | "active" | "updating" | "removing" | "unavailable";
+  transitioning: "yes" | "no" | "error";
   transitioningMessage: string;
   provisioned: boolean;
   ready: boolean;
 }
+
+/** Where a rolling upgrade stands: nodes `order[0..done)` are upgraded, `order[current]` is in its window (or stalled). */
+export interface UpgradeProgress {
+  done: number;
+  current: number | null;
+  stalled: boolean;
+  complete: boolean;
+}
+
+/** A node as its kubelet and Kubernetes' node lifecycle controller would report it. */
+export interface NodeHealth {
+  /** Whether the Kubernetes Node object exists. */
+  registered: boolean;
+  registeredTS: number;
+  ready: "True" | "False" | "Unknown";
+  reason: string;
+  message: string;
+  heartbeatTS: number;
+  transitionTS: number;
+  /** When the pressure conditions went Unknown with the heartbeat, or null. */
+  statusUnknownSince: number | null;
+  /** spec.unschedulable as Kubernetes shows it: cordoned, or in (or stalled in) its upgrade. */
+  unschedulable: boolean;
+  upgrading: boolean;
+  /** The Rancher version string the kubelet runs, e.g. "v1.30.6-rancher1-1". */
+  kubeletVersion: string;
+  unreachable: boolean;
+}
+
+/** "v1.30.6-rancher1-1" → "v1.30.6", what the cluster's API server would report. */
+export function gitVersionOf(kubernetesVersion: string): string {
+  return kubernetesVersion.replace(/-rancher.*$/, "");
+}
+
+const byHostname = (a: StoredNode, b: StoredNode): number => a.hostname.localeCompare(b.hostname, "en", { numeric: true });
 
 const CLUSTER_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const HOSTNAME_PREFIX_RE = /^[a-z0-9]([-a-z0-9]*)?$/;
@@ -114,12 +177,31 @@ function kubernetesVersionOf(body: Record<string, unknown>, required: boolean): 
 export class RancherModel {
   /** Set by every change so the server knows to write the state file. */
   dirty = false;
+  /** Called after a stored change to a node that its Kubernetes Node object shows (watch events). */
+  onNodeChange: ((node: StoredNode) => void) | null = null;
 
   constructor(
     public data: SimData,
     public settings: Settings,
-    private readonly isNeverReady: (hostname: string) => boolean,
+    private readonly faults: FaultView,
   ) {}
+
+  private isNeverReady(hostname: string): boolean {
+    return this.faults.isNeverReady(hostname);
+  }
+
+  /** The next Kubernetes resourceVersion; one increasing counter for every cluster. */
+  nextResourceVersion(): number {
+    this.data.kubeResourceVersion += 1;
+    this.dirty = true;
+    return this.data.kubeResourceVersion;
+  }
+
+  /** Records a stored change to a node's Kubernetes view: new resourceVersion, watch event. */
+  touchNode(node: StoredNode): void {
+    node.kube.resourceVersion = this.nextResourceVersion();
+    this.onNodeChange?.(node);
+  }
 
   // ---- lookups -------------------------------------------------------------
 
@@ -139,6 +221,34 @@ export class RancherModel {
     const found = this.data.nodes.find((n) => n.id === id);
     if (!found) throw notFound("node", id);
     return found;
+  }
+
+  /** The cluster's stored Kubernetes objects, created with the system namespaces on first use. */
+  kubeObjects(cluster: StoredCluster): StoredKubeObject[] {
+    const existing = Object.hasOwn(this.data.kube, cluster.id) ? this.data.kube[cluster.id] : undefined;
+    if (existing !== undefined) return existing;
+    const created = rfc3339(cluster.provisionedTS ?? cluster.createdTS);
+    const objects: StoredKubeObject[] = SYSTEM_NAMESPACES.map((name) => ({
+      key: "/namespaces",
+      ns: "",
+      name,
+      obj: {
+        apiVersion: "v1",
+        kind: "Namespace",
+        metadata: {
+          name,
+          uid: randomUUID(),
+          resourceVersion: String(this.nextResourceVersion()),
+          creationTimestamp: created,
+          labels: { "kubernetes.io/metadata.name": name },
+        },
+        spec: { finalizers: ["kubernetes"] },
+        status: { phase: "Active" },
+      },
+    }));
+    this.data.kube[cluster.id] = objects;
+    this.dirty = true;
+    return objects;
   }
 
   nodesOfCluster(clusterId: string): StoredNode[] {
@@ -186,19 +296,244 @@ export class RancherModel {
     return live.some((n) => n.etcd) && live.some((n) => n.controlPlane);
   }
 
+  isProvisioned(cluster: StoredCluster, now: number): boolean {
+    return cluster.provisionedTS !== null || this.clusterReadyAt(cluster, now) !== null;
+  }
+
+  /** Whether an etcd restore is still running (forever under the restoreStuck fault). */
+  restoring(cluster: StoredCluster, now: number): boolean {
+    if (cluster.restore === null) return false;
+    return cluster.faults.restoreStuck !== null || now < cluster.restore.startedTS + this.settings.restoreMs;
+  }
+
   clusterStatus(cluster: StoredCluster, now: number): ClusterStatus {
     if (cluster.removedTS !== null) {
       return { state: "removing", transitioning: "yes", transitioningMessage: "removing cluster", provisioned: cluster.provisionedTS !== null, ready: false };
     }
-    const provisioned = cluster.provisionedTS !== null || this.clusterReadyAt(cluster, now) !== null;
+    const provisioned = this.isProvisioned(cluster, now);
     if (!provisioned) {
       return { state: "provisioning", transitioning: "yes", transitioningMessage: WAITING_FOR_NODES, provisioned: false, ready: false };
     }
-    if (this.hasReadyControlNodes(cluster, now)) {
-      return { state: "active", transitioning: "no", transitioningMessage: "", provisioned: true, ready: true };
+    if (cluster.faults.agentDisconnected !== null) {
+      return { state: "unavailable", transitioning: "error", transitioningMessage: "Cluster agent is not connected", provisioned: true, ready: false };
     }
-    // Once provisioned a cluster that loses its control nodes is degraded, not new again.
-    return { state: "updating", transitioning: "yes", transitioningMessage: WAITING_FOR_NODES, provisioned: true, ready: false };
+    if (cluster.restore !== null && this.restoring(cluster, now)) {
+      return { state: "updating", transitioning: "yes", transitioningMessage: `restoring etcd snapshot ${cluster.restore.backupName}`, provisioned: true, ready: false };
+    }
+    if (!this.hasReadyControlNodes(cluster, now)) {
+      // Once provisioned a cluster that loses its control nodes is degraded, not new again.
+      return { state: "updating", transitioning: "yes", transitioningMessage: WAITING_FOR_NODES, provisioned: true, ready: false };
+    }
+    const up = cluster.upgrade;
+    const progress = this.upgradeProgress(cluster, now);
+    if (up !== null && progress !== null && !progress.complete) {
+      const current = progress.current === null ? undefined : this.data.nodes.find((n) => n.id === up.order[progress.current ?? -1]);
+      const hostname = current?.hostname ?? "(removed node)";
+      if (progress.stalled) {
+        return {
+          state: "updating",
+          transitioning: "error",
+          transitioningMessage: `upgrade to ${up.toVersion} stalled: node ${hostname} did not become ready after its upgrade`,
+          provisioned: true,
+          ready: true,
+        };
+      }
+      return {
+        state: "updating",
+        transitioning: "yes",
+        transitioningMessage: `upgrading Kubernetes to ${up.toVersion}: node ${hostname} (${progress.done + 1} of ${up.order.length})`,
+        provisioned: true,
+        ready: true,
+      };
+    }
+    return { state: "active", transitioning: "no", transitioningMessage: "", provisioned: true, ready: true };
+  }
+
+  /**
+   * Why the cluster's Kubernetes API cannot be reached through the Rancher
+   * proxy right now, or null when it can.
+   */
+  kubeUnavailable(cluster: StoredCluster, now: number): string | null {
+    if (cluster.removedTS !== null) return `cluster ${cluster.id} is being removed`;
+    if (!this.isProvisioned(cluster, now)) return `cluster ${cluster.id} is still provisioning; its API server is not available yet`;
+    if (cluster.faults.agentDisconnected !== null) return `cluster agent of ${cluster.id} is not connected`;
+    if (cluster.faults.apiServerDown !== null) return `the API server of cluster ${cluster.id} is not responding`;
+    if (this.restoring(cluster, now)) return `the API server of cluster ${cluster.id} is restarting while an etcd snapshot is restored`;
+    if (!this.hasReadyControlNodes(cluster, now)) return `cluster ${cluster.id} has no ready etcd and control-plane nodes`;
+    return null;
+  }
+
+  // ---- Kubernetes versions and upgrades -----------------------------------------
+
+  upgradeProgress(cluster: StoredCluster, now: number): UpgradeProgress | null {
+    const up = cluster.upgrade;
+    if (up === null) return null;
+    if (up.failedIndex !== null) return { done: up.failedIndex, current: up.failedIndex, stalled: true, complete: false };
+    const ms = Math.max(1, this.settings.nodeUpgradeMs);
+    const slot = Math.max(0, Math.floor((now - up.startedTS) / ms));
+    const finished = Math.min(slot, up.order.length);
+    for (let i = 0; i < finished; i++) {
+      const node = this.data.nodes.find((n) => n.id === up.order[i]);
+      if (node !== undefined && node.removedTS === null && this.faults.failsUpgrade(node.hostname)) {
+        return { done: i, current: i, stalled: true, complete: false };
+      }
+    }
+    if (slot >= up.order.length) return { done: up.order.length, current: null, stalled: false, complete: true };
+    return { done: slot, current: slot, stalled: false, complete: false };
+  }
+
+  /** The Rancher version string a node's kubelet runs now. */
+  nodeVersion(node: StoredNode, now: number): string {
+    const cluster = this.data.clusters.find((c) => c.id === node.clusterId);
+    const up = cluster?.upgrade ?? null;
+    if (cluster === undefined || up === null) return node.version;
+    const index = up.order.indexOf(node.id);
+    if (index < 0) return node.version;
+    const progress = this.upgradeProgress(cluster, now);
+    if (progress === null) return node.version;
+    if (index < progress.done || (progress.stalled && index === progress.current)) return up.toVersion;
+    return node.version;
+  }
+
+  /** The version the cluster's API server runs: the new one once every etcd/control-plane node is upgraded. */
+  apiServerVersion(cluster: StoredCluster, now: number): string {
+    const up = cluster.upgrade;
+    const progress = this.upgradeProgress(cluster, now);
+    if (up === null || progress === null) return cluster.kubernetesVersion;
+    return progress.done >= up.controlCount ? up.toVersion : up.fromVersion;
+  }
+
+  /** Starts a rolling upgrade (or, before provisioning, just sets the version every node will come up with). */
+  private startUpgrade(cluster: StoredCluster, toVersion: string, now: number): void {
+    const nodes = this.nodesOfCluster(cluster.id).filter((n) => n.removedTS === null);
+    if (!this.isProvisioned(cluster, now)) {
+      cluster.kubernetesVersion = toVersion;
+      cluster.upgrade = null;
+      for (const node of nodes) node.version = toVersion;
+      return;
+    }
+    const fromVersion = this.apiServerVersion(cluster, now);
+    // An upgrade already under way is cut short where it stands.
+    for (const node of nodes) node.version = this.nodeVersion(node, now);
+    cluster.kubernetesVersion = toVersion;
+    const registered = nodes.filter((n) => this.nodePhase(n, now) === "active" && n.version !== toVersion);
+    // Nodes still booting register with the new version straight away.
+    for (const node of nodes) if (!registered.includes(node)) node.version = toVersion;
+    const control = registered.filter((n) => n.etcd || n.controlPlane).sort(byHostname);
+    const workers = registered.filter((n) => !n.etcd && !n.controlPlane).sort(byHostname);
+    const order = [...control, ...workers].map((n) => n.id);
+    cluster.upgrade = order.length === 0 ? null : { fromVersion, toVersion, startedTS: now, order, controlCount: control.length, failedIndex: null };
+  }
+
+  /** Records upgrade stalls and completions as facts, dated where they happened. */
+  private reconcileUpgrade(cluster: StoredCluster, now: number): void {
+    const up = cluster.upgrade;
+    if (up === null) return;
+    const ms = Math.max(1, this.settings.nodeUpgradeMs);
+    if (up.failedIndex !== null) {
+      const node = this.data.nodes.find((n) => n.id === up.order[up.failedIndex ?? -1]);
+      if (node === undefined || node.removedTS !== null || !this.faults.failsUpgrade(node.hostname)) {
+        // The fault was cleared (or the node is gone): the stalled node's upgrade is retried from now.
+        up.startedTS = now - up.failedIndex * ms;
+        up.failedIndex = null;
+        this.dirty = true;
+      }
+      return;
+    }
+    const progress = this.upgradeProgress(cluster, now);
+    if (progress === null) return;
+    if (progress.stalled) {
+      up.failedIndex = progress.current;
+      this.dirty = true;
+    } else if (progress.complete) {
+      up.order.forEach((id, i) => {
+        const node = this.data.nodes.find((n) => n.id === id);
+        if (node === undefined) return;
+        node.version = up.toVersion;
+        node.kube.readySinceTS = up.startedTS + (i + 1) * ms;
+      });
+      cluster.upgrade = null;
+      this.dirty = true;
+    }
+  }
+
+  // ---- node health ------------------------------------------------------------------
+
+  nodeHealth(node: StoredNode, now: number): NodeHealth {
+    const phase = this.nodePhase(node, now);
+    const registeredTS = node.kube.registeredTS ?? this.nodeReadyAt(node);
+    const registered = phase === "active" && now >= registeredTS;
+    const kubeletVersion = this.nodeVersion(node, now);
+
+    let upgrading = false;
+    let failed = false;
+    let windowStart = 0;
+    let upgradedAt = 0;
+    let target = "";
+    const cluster = this.data.clusters.find((c) => c.id === node.clusterId);
+    const up = cluster?.upgrade ?? null;
+    if (cluster !== undefined && up !== null) {
+      const index = up.order.indexOf(node.id);
+      const progress = this.upgradeProgress(cluster, now);
+      if (index >= 0 && progress !== null) {
+        const ms = Math.max(1, this.settings.nodeUpgradeMs);
+        windowStart = up.startedTS + index * ms;
+        target = gitVersionOf(up.toVersion);
+        if (progress.stalled && index === progress.current) failed = true;
+        else if (!progress.complete && index === progress.current) upgrading = true;
+        else if (index < progress.done) upgradedAt = windowStart + ms;
+      }
+    }
+
+    let ready: NodeHealth["ready"] = "True";
+    let reason = "KubeletReady";
+    let message = "kubelet is posting ready status";
+    let transitionTS = Math.max(registeredTS, node.kube.readySinceTS ?? 0, node.faultsClearedTS ?? 0, upgradedAt);
+    if (failed) {
+      ready = "False";
+      reason = "KubeletNotReady";
+      message = `kubelet did not become ready after the upgrade to ${target}`;
+      transitionTS = windowStart;
+    } else if (upgrading) {
+      ready = "False";
+      reason = "Upgrading";
+      message = `upgrading the kubelet to ${target}`;
+      transitionTS = windowStart;
+    } else if (node.faults.notReady !== null) {
+      ready = "False";
+      reason = "KubeletNotReady";
+      message = "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized";
+      transitionTS = node.faults.notReady;
+    }
+
+    let heartbeatTS = now;
+    let statusUnknownSince: number | null = null;
+    const stopped = [node.faults.kubeletStopped, node.faults.unreachable].filter((t): t is number => t !== null);
+    if (stopped.length > 0) {
+      heartbeatTS = Math.min(now, Math.max(registeredTS, Math.min(...stopped)));
+      const unknownAt = heartbeatTS + this.settings.nodeMonitorGraceMs;
+      if (now >= unknownAt) {
+        ready = "Unknown";
+        reason = "NodeStatusUnknown";
+        message = "Kubelet stopped posting node status.";
+        transitionTS = unknownAt;
+        statusUnknownSince = unknownAt;
+      }
+    }
+    return {
+      registered,
+      registeredTS,
+      ready,
+      reason,
+      message,
+      heartbeatTS,
+      transitionTS: Math.min(transitionTS, now),
+      statusUnknownSince,
+      unschedulable: node.unschedulable || upgrading || failed,
+      upgrading: upgrading || failed,
+      kubeletVersion,
+      unreachable: node.faults.unreachable !== null,
+    };
   }
 
   /**
@@ -224,13 +559,31 @@ export class RancherModel {
     }
 
     for (const cluster of this.data.clusters) {
-      if (cluster.removedTS !== null || cluster.provisionedTS !== null) continue;
-      const at = this.clusterReadyAt(cluster, now);
-      if (at !== null) {
-        cluster.provisionedTS = at;
+      if (cluster.removedTS !== null) continue;
+      if (cluster.provisionedTS === null) {
+        const at = this.clusterReadyAt(cluster, now);
+        if (at !== null) {
+          cluster.provisionedTS = at;
+          this.dirty = true;
+        }
+      }
+      if (cluster.restore !== null && !this.restoring(cluster, now)) {
+        cluster.restore = null;
+        this.dirty = true;
+      }
+      this.reconcileUpgrade(cluster, now);
+    }
+
+    // A purged cluster takes its Kubernetes objects and etcd snapshots with it.
+    for (const id of Object.keys(this.data.kube)) {
+      if (!clusterIds.has(id)) {
+        delete this.data.kube[id];
         this.dirty = true;
       }
     }
+    const backups = this.data.etcdBackups.length;
+    this.data.etcdBackups = this.data.etcdBackups.filter((b) => clusterIds.has(b.clusterId));
+    if (this.data.etcdBackups.length !== backups) this.dirty = true;
   }
 
   /**
@@ -270,9 +623,11 @@ export class RancherModel {
     pool.nextIndex += 1;
     const n = this.data.ipCounter;
     this.data.ipCounter += 1;
+    const uuid = randomUUID();
+    const cluster = this.data.clusters.find((c) => c.id === pool.clusterId);
     this.data.nodes.push({
       id: this.uniqueId(`${pool.clusterId}:m-`, (id) => this.data.nodes.some((x) => x.id === id)),
-      uuid: randomUUID(),
+      uuid,
       clusterId: pool.clusterId,
       nodePoolId: pool.id,
       hostname: `${pool.hostnamePrefix}${index}`,
@@ -285,6 +640,11 @@ export class RancherModel {
       etcd: pool.etcd,
       worker: pool.worker,
       ipAddress: `10.42.${Math.floor(n / 254) % 256}.${(n % 254) + 1}`,
+      // A node added during an upgrade comes up with the new version.
+      version: cluster?.kubernetesVersion ?? "",
+      faults: noNodeFaults(),
+      faultsClearedTS: null,
+      kube: { uid: uuid, registeredTS: null, labels: null, annotations: null, taints: null, resourceVersion: this.nextResourceVersion(), readySinceTS: null },
     });
   }
 
@@ -318,13 +678,16 @@ export class RancherModel {
       createdTS: now,
       removedTS: null,
       provisionedTS: null,
+      faults: noClusterFaults(),
+      upgrade: null,
+      restore: null,
     };
     this.data.clusters.push(cluster);
     this.dirty = true;
     return cluster;
   }
 
-  updateCluster(id: string, body: Record<string, unknown>): StoredCluster {
+  updateCluster(id: string, body: Record<string, unknown>, now: number): StoredCluster {
     const cluster = this.cluster(id);
     if (cluster.removedTS !== null) throw new NormanError(409, "Conflict", `cluster ${id} is being removed`);
     checkType(body, "cluster");
@@ -337,7 +700,7 @@ export class RancherModel {
     if (description !== undefined) cluster.description = description;
     if (labels !== undefined) cluster.labels = labels;
     if (annotations !== undefined) cluster.annotations = annotations;
-    if (version !== undefined) cluster.kubernetesVersion = version;
+    if (version !== undefined && version !== cluster.kubernetesVersion) this.startUpgrade(cluster, version, now);
     this.dirty = true;
     return cluster;
   }
@@ -505,8 +868,43 @@ export class RancherModel {
     }
     if (node.unschedulable !== unschedulable) {
       node.unschedulable = unschedulable;
-      this.dirty = true;
+      this.touchNode(node);
     }
     return node;
+  }
+
+  // ---- faults on nodes and clusters (persisted, unlike the /admin/faults configuration) -------------
+
+  /** A node by id, or by hostname among nodes not being removed. */
+  findNode(idOrHostname: string): StoredNode {
+    const byId = this.data.nodes.find((n) => n.id === idOrHostname);
+    if (byId !== undefined) return byId;
+    const matches = this.data.nodes.filter((n) => n.hostname === idOrHostname && n.removedTS === null);
+    if (matches.length > 1) throw new NormanError(409, "Conflict", `hostname ${idOrHostname} is used by ${matches.length} nodes; use the node id`);
+    const found = matches[0];
+    if (found === undefined) throw notFound("node", idOrHostname);
+    return found;
+  }
+
+  /** Replaces a node's faults: true switches a fault on (keeping its start if it already was), anything else off. */
+  setNodeFaults(node: StoredNode, wanted: Partial<Record<keyof NodeFaults, boolean>>, now: number): void {
+    const next = noNodeFaults();
+    let cleared = false;
+    for (const key of Object.keys(next) as Array<keyof NodeFaults>) {
+      next[key] = wanted[key] === true ? (node.faults[key] ?? now) : null;
+      if (node.faults[key] !== null && next[key] === null) cleared = true;
+    }
+    node.faults = next;
+    if (cleared) node.faultsClearedTS = now;
+    this.touchNode(node);
+  }
+
+  setClusterFaults(cluster: StoredCluster, wanted: Partial<Record<keyof ClusterFaults, boolean>>, now: number): void {
+    const next = noClusterFaults();
+    for (const key of Object.keys(next) as Array<keyof ClusterFaults>) {
+      next[key] = wanted[key] === true ? (cluster.faults[key] ?? now) : null;
+    }
+    cluster.faults = next;
+    this.dirty = true;
   }
 }

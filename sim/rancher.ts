@@ -7,23 +7,38 @@
  * their states as time passes. It exists so Kumo can be developed and tested
  * where a real Rancher is not available; Kumo reaches it only by URL.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { FaultConfigError, Faults, ruleReply } from "./faults.js";
+import { Tokens } from "./auth.js";
+import { actionBody, EtcdBackups } from "./etcd.js";
+import { FaultConfigError, Faults, ruleReply, type FaultRule } from "./faults.js";
 import {
   errorReply,
   fromNormanError,
   isPlainObject,
+  KubeError,
+  kubeErrorReply,
+  kubeReasonForStatus,
+  kubeStatus,
   NormanError,
   parseJsonObject,
   readBody,
   sendReply,
   type Reply,
 } from "./http.js";
+import { k8sRouteKey, K8sRoutes } from "./k8s.js";
+import { KubeApi } from "./kube.js";
 import { RancherModel, type Settings } from "./model.js";
-import { renderCluster, renderKubeconfig, renderNode, renderNodePool, renderVersionsSetting, type RenderContext } from "./render.js";
-import { emptyState, loadState, saveState } from "./state.js";
+import {
+  renderCluster,
+  renderEtcdBackup,
+  renderKubeconfig,
+  renderNode,
+  renderNodePool,
+  renderVersionsSetting,
+  type RenderContext,
+} from "./render.js";
+import { emptyState, loadState, saveState, type NodeFaults, type ClusterFaults } from "./state.js";
 
 /** Options for {@link startRancherSim}. */
 export interface RancherSimOptions {
@@ -43,6 +58,14 @@ export interface RancherSimOptions {
     nodeBootMs?: number;
     /** Time a removed cluster, pool or node stays in `removing`. Default 1000. */
     nodeRemoveMs?: number;
+    /** Time an etcd snapshot stays `activating`. Default 1000. */
+    snapshotMs?: number;
+    /** Time an etcd restore keeps its cluster `updating`. Default 3000. */
+    restoreMs?: number;
+    /** Time from a node's last heartbeat to Ready Unknown. Default 40000. */
+    nodeMonitorGraceMs?: number;
+    /** Time one node takes to upgrade its Kubernetes version. Default 1500. */
+    nodeUpgradeMs?: number;
   };
 }
 
@@ -56,19 +79,21 @@ export interface RancherSim {
 
 const BODY_LIMIT = 1024 * 1024;
 const RECENT_CALLS = 500;
-const COLLECTIONS = ["clusters", "nodepools", "nodes", "settings"] as const;
+const COLLECTIONS = ["clusters", "nodepools", "nodes", "settings", "etcdbackups"] as const;
 type Collection = (typeof COLLECTIONS)[number];
 const ACTIONS: Record<Collection, readonly string[]> = {
-  clusters: ["generateKubeconfig"],
+  clusters: ["generateKubeconfig", "backupEtcd", "restoreFromEtcdBackup"],
   nodepools: [],
   nodes: ["cordon", "uncordon"],
   settings: [],
+  etcdbackups: [],
 };
 const RESOURCE_TYPES: Record<Collection, string> = {
   clusters: "cluster",
   nodepools: "nodePool",
   nodes: "node",
   settings: "setting",
+  etcdbackups: "etcdBackup",
 };
 /** Query parameters that steer a list rather than filter it. */
 const NON_FILTER_PARAMS = new Set(["limit", "marker", "sort", "order", "reverse", "action"]);
@@ -112,25 +137,18 @@ function nonNegativeInteger(value: unknown, what: string): number {
   return value;
 }
 
-function digest(text: string): Buffer {
-  return createHash("sha256").update(text, "utf8").digest();
+function booleanFlags<K extends string>(body: Record<string, unknown>, keys: readonly K[], what: string): Partial<Record<K, boolean>> {
+  const out: Partial<Record<K, boolean>> = {};
+  for (const [key, value] of Object.entries(body)) {
+    if (!(keys as readonly string[]).includes(key)) throw new NormanError(400, "InvalidFormat", `unknown ${what} fault "${key}"; known: ${keys.join(", ")}`, key);
+    if (typeof value !== "boolean") throw new NormanError(400, "InvalidFormat", `${key} must be a boolean`, key);
+    out[key as K] = value;
+  }
+  return out;
 }
 
-/**
- * Checks the Authorization header against the token in constant time. Basic
- * auth with the token as `user:password` is also accepted because Rancher
- * tokens (`token-xxxxx:secret`) are commonly sent that way.
- */
-function authorized(header: string | undefined, expected: Buffer): boolean {
-  if (header === undefined) return false;
-  const match = /^(Bearer|Basic)\s+(\S+)\s*$/i.exec(header);
-  if (!match) return false;
-  const scheme = (match[1] ?? "").toLowerCase();
-  let presented = match[2] ?? "";
-  if (scheme === "basic") presented = Buffer.from(presented, "base64").toString("utf8");
-  // Hashing first makes both sides the same length, which timingSafeEqual needs.
-  return timingSafeEqual(digest(presented), expected);
-}
+const NODE_FAULTS: readonly (keyof NodeFaults)[] = ["notReady", "kubeletStopped", "unreachable"];
+const CLUSTER_FAULTS: readonly (keyof ClusterFaults)[] = ["apiServerDown", "agentDisconnected", "restoreStuck"];
 
 function isLoopback(address: string | undefined): boolean {
   if (address === undefined) return false;
@@ -184,13 +202,18 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     nodeBootMs: nonNegativeInteger(opts.timing?.nodeBootMs ?? 2000, "timing.nodeBootMs"),
     nodeRemoveMs: nonNegativeInteger(opts.timing?.nodeRemoveMs ?? 1000, "timing.nodeRemoveMs"),
     maxNodes: 5000,
+    snapshotMs: nonNegativeInteger(opts.timing?.snapshotMs ?? 1000, "timing.snapshotMs"),
+    restoreMs: nonNegativeInteger(opts.timing?.restoreMs ?? 3000, "timing.restoreMs"),
+    nodeMonitorGraceMs: nonNegativeInteger(opts.timing?.nodeMonitorGraceMs ?? 40000, "timing.nodeMonitorGraceMs"),
+    nodeUpgradeMs: nonNegativeInteger(opts.timing?.nodeUpgradeMs ?? 1500, "timing.nodeUpgradeMs"),
   };
-  const expectedToken = digest(opts.token);
+  const tokens = new Tokens(opts.token);
   const faults = new Faults();
   const calls = new CallLog();
-  const model = new RancherModel(stateFile ? loadState(stateFile) : emptyState(), { ...initialSettings }, (hostname) =>
-    faults.isNeverReady(hostname),
-  );
+  const model = new RancherModel(stateFile ? loadState(stateFile) : emptyState(), { ...initialSettings }, faults);
+  const kube = new KubeApi(model);
+  const k8s = new K8sRoutes(model, kube);
+  const backups = new EtcdBackups(model, (clusterId) => kube.closeWatches(clusterId, true));
   const startedTS = Date.now();
   let closed = false;
 
@@ -208,6 +231,13 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
   }
 
   let listenUrl = "";
+
+  /** Brings stored facts up to date with the clock before a request is answered. */
+  function reconcileAll(now: number): void {
+    kube.collectPods(now);
+    model.reconcile(now);
+    kube.schedulePods(now);
+  }
 
   /** Links must work for the client, so they use the Host it connected with. */
   function baseUrl(req: IncomingMessage): string {
@@ -234,6 +264,9 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
         break;
       case "settings":
         items = [renderVersionsSetting(ctx.base, startedTS)];
+        break;
+      case "etcdbackups":
+        items = backups.all().map((b) => renderEtcdBackup(ctx, b));
         break;
     }
     // A Map, because query keys such as "__proto__" must not reach an object's prototype.
@@ -265,7 +298,10 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
         data: data.slice(0, limit),
         pagination,
         links: { self: selfLink },
-        createTypes: collection === "clusters" || collection === "nodepools" ? { [RESOURCE_TYPES[collection]]: `${ctx.base}/v3/${collection}` } : {},
+        createTypes:
+          collection === "clusters" || collection === "nodepools" || collection === "etcdbackups"
+            ? { [RESOURCE_TYPES[collection]]: `${ctx.base}/v3/${collection}` }
+            : {},
         actions: {},
         sort: {},
         filters: Object.fromEntries(filters),
@@ -284,6 +320,8 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
       case "settings":
         if (id === "k8s-versions-current") return renderVersionsSetting(ctx.base, startedTS);
         throw new NormanError(404, "NotFound", `setting ${id} not found`);
+      case "etcdbackups":
+        return renderEtcdBackup(ctx, backups.get(id));
     }
   }
 
@@ -291,21 +329,34 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     return new NormanError(405, "MethodNotAllowed", `${method} is not supported on ${what}`);
   }
 
-  function action(ctx: RenderContext, collection: Collection, id: string, name: string): Reply {
+  function action(ctx: RenderContext, collection: Collection, id: string, name: string, bodyText: string): Reply {
     if (!ACTIONS[collection].includes(name)) throw new NormanError(404, "NotFound", `action ${name} not found on ${RESOURCE_TYPES[collection]}`);
     const resource = getOne(ctx, collection, id);
     const available = isPlainObject(resource.actions) && Object.hasOwn(resource.actions, name);
     if (!available) {
       throw new NormanError(409, "Conflict", `action ${name} is not available while ${RESOURCE_TYPES[collection]} ${id} is ${String(resource.state)}`);
     }
-    if (collection === "clusters") return { status: 200, body: renderKubeconfig(ctx.base, model.cluster(id)) };
+    if (collection === "clusters") {
+      const cluster = model.cluster(id);
+      switch (name) {
+        case "backupEtcd": {
+          const body = actionBody(bodyText);
+          const backupName = typeof body.name === "string" && body.name !== "" ? body.name : undefined;
+          return { status: 200, body: renderEtcdBackup(ctx, backups.create({ ...body, clusterId: cluster.id, name: backupName, manual: true }, ctx.now)) };
+        }
+        case "restoreFromEtcdBackup":
+          return { status: 200, body: renderCluster(ctx, backups.restore(cluster, actionBody(bodyText), ctx.now)) };
+        default:
+          return { status: 200, body: renderKubeconfig(ctx.base, cluster, tokens.mintKubeconfigToken()) };
+      }
+    }
     const node = model.setUnschedulable(id, name === "cordon", ctx.now);
     return { status: 200, body: renderNode(ctx, node) };
   }
 
   function handleV3(req: IncomingMessage, segments: string[], query: URLSearchParams, bodyText: string, selfLink: string): Reply {
     const now = Date.now();
-    model.reconcile(now);
+    reconcileAll(now);
     const ctx: RenderContext = { model, base: baseUrl(req), now };
     const method = req.method ?? "GET";
     const collection = asCollection(segments[1]);
@@ -322,6 +373,9 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
       if (method === "POST" && collection === "nodepools") {
         return { status: 201, body: renderNodePool(ctx, model.createNodePool(parseJsonObject(bodyText), now)) };
       }
+      if (method === "POST" && collection === "etcdbackups") {
+        return { status: 201, body: renderEtcdBackup(ctx, backups.create(parseJsonObject(bodyText), now)) };
+      }
       if (method === "POST" && collection === "nodes") {
         throw methodNotAllowed(method, "/v3/nodes: nodes are created by node pools in this simulator");
       }
@@ -330,11 +384,11 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
 
     if (actionName !== null) {
       if (method !== "POST") throw methodNotAllowed(method, "actions (use POST)");
-      return action(ctx, collection, id, actionName);
+      return action(ctx, collection, id, actionName, bodyText);
     }
     if (method === "GET") return { status: 200, body: getOne(ctx, collection, id) };
     if (method === "PUT" && collection === "clusters") {
-      return { status: 200, body: renderCluster(ctx, model.updateCluster(id, parseJsonObject(bodyText))) };
+      return { status: 200, body: renderCluster(ctx, model.updateCluster(id, parseJsonObject(bodyText), now)) };
     }
     if (method === "PUT" && collection === "nodepools") {
       return { status: 200, body: renderNodePool(ctx, model.updateNodePool(id, parseJsonObject(bodyText), now)) };
@@ -342,6 +396,11 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     if (method === "DELETE" && collection === "clusters") return { status: 200, body: renderCluster(ctx, model.deleteCluster(id, now)) };
     if (method === "DELETE" && collection === "nodepools") return { status: 200, body: renderNodePool(ctx, model.deleteNodePool(id, now)) };
     if (method === "DELETE" && collection === "nodes") return { status: 200, body: renderNode(ctx, model.deleteNode(id, now)) };
+    if (method === "DELETE" && collection === "etcdbackups") {
+      const shown = renderEtcdBackup(ctx, backups.get(id));
+      backups.remove(id);
+      return { status: 200, body: { ...shown, state: "removing", transitioning: "yes", transitioningMessage: "removing etcd snapshot" } };
+    }
     throw methodNotAllowed(method, `/v3/${collection}/:id`);
   }
 
@@ -369,7 +428,7 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
       return reply;
     }
 
-    if (!authorized(req.headers.authorization, expectedToken)) {
+    if (!tokens.authorizedV3(req.headers.authorization)) {
       reply = errorReply(401, "Unauthorized", "must authenticate");
     } else {
       await sleep(faults.latencyMs);
@@ -387,6 +446,58 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
       }
     }
     calls.record({ method, path: rawPath, route: routeKey(method, segments, actionName), status: reply.status, at: new Date().toISOString() });
+    return reply;
+  }
+
+  // ---- /k8s/clusters/<id> ------------------------------------------------------------
+
+  function kubeRuleReply(rule: FaultRule): Reply {
+    const reason = rule.code ?? kubeReasonForStatus(rule.status);
+    return { status: rule.status, body: kubeStatus(rule.status, reason, rule.message ?? `simulated fault (status ${rule.status})`) };
+  }
+
+  async function serveK8s(req: IncomingMessage, segments: string[], rawPath: string, pathname: string, query: URLSearchParams): Promise<Reply> {
+    const method = req.method ?? "GET";
+    const rest = segments.slice(3);
+    const route = k8sRouteKey(method, rest);
+    let reply: Reply;
+    let bodyText = "";
+    try {
+      bodyText = await readBody(req, BODY_LIMIT * 3);
+    } catch (err) {
+      reply = err instanceof NormanError ? kubeErrorReply(new KubeError(413, "RequestEntityTooLarge", err.message)) : kubeErrorReply(new KubeError(400, "BadRequest", "could not read the request body"));
+      calls.record({ method, path: rawPath, route, status: reply.status, at: new Date().toISOString() });
+      return reply;
+    }
+    if (segments[1] !== "clusters" || segments[2] === undefined) {
+      reply = kubeErrorReply(new KubeError(404, "NotFound", "the server could not find the requested resource"));
+    } else if (!tokens.authorizedKube(req.headers.authorization)) {
+      reply = kubeErrorReply(new KubeError(401, "Unauthorized", "Unauthorized"));
+    } else {
+      const rule = faults.takeRule(method, pathname, true);
+      if (rule?.latencyMs !== undefined) await sleep(rule.latencyMs);
+      if (rule !== undefined && rule.afterEffect !== true) {
+        reply = kubeRuleReply(rule);
+      } else {
+        const clusterId = segments[2];
+        const contentType = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+        const host = req.headers.host ?? listenUrl.replace(/^http:\/\//, "");
+        reply = (() => {
+          try {
+            const now = Date.now();
+            reconcileAll(now);
+            return k8s.handle(clusterId, rest, { method, contentType, host, query, bodyText }, now);
+          } catch (err) {
+            if (err instanceof KubeError) return kubeErrorReply(err);
+            if (err instanceof NormanError) return kubeErrorReply(new KubeError(err.status, kubeReasonForStatus(err.status), err.message));
+            console.error("rancher simulator: kubernetes handler failed:", err);
+            return kubeErrorReply(new KubeError(500, "InternalError", "internal error in the rancher simulator"));
+          }
+        })();
+        if (rule !== undefined) reply = kubeRuleReply(rule);
+      }
+    }
+    calls.record({ method, path: rawPath, route, status: reply.status, at: new Date().toISOString() });
     return reply;
   }
 
@@ -408,11 +519,51 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     model.settings = next;
   }
 
+  function nodeFaultsView(id: string): Record<string, unknown> {
+    const node = model.node(id);
+    const view: Record<string, unknown> = { nodeId: node.id, hostname: node.hostname, clusterId: node.clusterId };
+    for (const key of NODE_FAULTS) view[key] = node.faults[key] !== null;
+    view.since = Object.fromEntries(NODE_FAULTS.filter((k) => node.faults[k] !== null).map((k) => [k, new Date(node.faults[k] ?? 0).toISOString()]));
+    return view;
+  }
+
+  function clusterFaultsView(id: string): Record<string, unknown> {
+    const cluster = model.cluster(id);
+    const view: Record<string, unknown> = { clusterId: cluster.id };
+    for (const key of CLUSTER_FAULTS) view[key] = cluster.faults[key] !== null;
+    view.since = Object.fromEntries(CLUSTER_FAULTS.filter((k) => cluster.faults[k] !== null).map((k) => [k, new Date(cluster.faults[k] ?? 0).toISOString()]));
+    return view;
+  }
+
+  /** `/admin/nodes/<id or hostname>/faults` and `/admin/clusters/<id>/faults`: persisted faults of one object. */
+  function handleObjectFaults(method: string, kind: string, ref: string, bodyText: string, now: number): Reply {
+    if (!["GET", "PUT", "DELETE"].includes(method)) throw methodNotAllowed(method, `/admin/${kind}/:id/faults`);
+    if (kind === "nodes") {
+      const node = model.findNode(ref);
+      if (method !== "GET") {
+        const wanted = method === "PUT" ? booleanFlags(adminBody(bodyText), NODE_FAULTS, "node") : {};
+        model.setNodeFaults(node, wanted, now);
+      }
+      return { status: 200, body: nodeFaultsView(node.id) };
+    }
+    const cluster = model.cluster(ref);
+    if (method !== "GET") {
+      const wanted = method === "PUT" ? booleanFlags(adminBody(bodyText), CLUSTER_FAULTS, "cluster") : {};
+      model.setClusterFaults(cluster, wanted, now);
+      // Watches through a proxy that can no longer reach the API server end.
+      if (model.kubeUnavailable(cluster, now) !== null) kube.closeWatches(cluster.id, false);
+    }
+    return { status: 200, body: clusterFaultsView(cluster.id) };
+  }
+
   function handleAdmin(req: IncomingMessage, segments: string[], bodyText: string): Reply {
     const method = req.method ?? "GET";
     const now = Date.now();
-    model.reconcile(now);
+    reconcileAll(now);
     const what = segments[1];
+    if (segments.length === 4 && (what === "nodes" || what === "clusters") && segments[3] === "faults") {
+      return handleObjectFaults(method, what, segments[2] ?? "", bodyText, now);
+    }
     if (segments.length !== 2) throw new NormanError(404, "NotFound", "no such admin endpoint");
     const allowed = (methods: string[]): void => {
       if (!methods.includes(method)) throw methodNotAllowed(method, `/admin/${what}`);
@@ -427,12 +578,20 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
             clusters: model.data.clusters.map((c) => renderCluster(ctx, c)),
             nodePools: model.data.nodePools.map((p) => renderNodePool(ctx, p)),
             nodes: model.data.nodes.map((n) => renderNode(ctx, n)),
+            etcdBackups: backups.all().map((b) => renderEtcdBackup(ctx, b)),
+            kubeObjects: Object.fromEntries(Object.entries(model.data.kube).map(([id, objects]) => [id, objects.length])),
           },
         };
       }
       case "reset":
         allowed(["POST"]);
-        model.data = emptyState();
+        kube.closeAll();
+        {
+          // resourceVersions keep growing across a reset, as clients' caches expect.
+          const resourceVersion = model.data.kubeResourceVersion;
+          model.data = emptyState();
+          model.data.kubeResourceVersion = resourceVersion;
+        }
         model.settings = { ...initialSettings };
         model.dirty = true;
         faults.clear();
@@ -489,6 +648,8 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
       reply = errorReply(404, "NotFound", "malformed path");
     } else if (segments[0] === "v3") {
       reply = await serveV3(req, segments, rawPath, pathname, query);
+    } else if (segments[0] === "k8s") {
+      reply = await serveK8s(req, segments, rawPath, pathname, query);
     } else if (segments[0] === "admin") {
       reply = await serveAdmin(req, segments);
     } else if (segments.length === 1 && segments[0] === "healthz" && (req.method === "GET" || req.method === "HEAD")) {
@@ -532,9 +693,11 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     close(): Promise<void> {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
-        // Keep-alive and delayed (latency-faulted) requests would otherwise hold close() open.
+        // Keep-alive, delayed (latency-faulted) requests and watches would otherwise hold close() open.
+        kube.closeAll();
         server.closeAllConnections();
       }).then(() => {
+        kube.closeAll();
         persist(true);
         closed = true;
       });

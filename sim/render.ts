@@ -2,10 +2,11 @@
  * Turns stored records into the JSON resources Rancher's v3 (Norman) API
  * answers with, states derived for the moment of the request.
  */
-import { randomBytes } from "node:crypto";
 import { rfc3339 } from "./http.js";
-import { SUPPORTED_K8S_VERSIONS, type RancherModel } from "./model.js";
-import { randomId, type StoredCluster, type StoredNode, type StoredNodePool } from "./state.js";
+import { gitVersionOf, SUPPORTED_K8S_VERSIONS, type RancherModel } from "./model.js";
+import type { StoredCluster, StoredEtcdBackup, StoredNode, StoredNodePool } from "./state.js";
+
+export { gitVersionOf };
 
 /** What every render needs: where links point and which moment states are derived for. */
 export interface RenderContext {
@@ -34,11 +35,6 @@ function common(type: string, id: string, uuid: string, createdTS: number, remov
   };
   if (removedTS !== null) out.removed = rfc3339(removedTS);
   return out;
-}
-
-/** "v1.30.6-rancher1-1" → "v1.30.6", what the cluster's API server would report. */
-export function gitVersionOf(kubernetesVersion: string): string {
-  return kubernetesVersion.replace(/-rancher.*$/, "");
 }
 
 function versionInfo(kubernetesVersion: string): Resource {
@@ -81,11 +77,9 @@ export function renderCluster(ctx: RenderContext, cluster: StoredCluster): Resou
         status: status.provisioned ? "True" : "Unknown",
         lastUpdateTime: rfc3339(cluster.provisionedTS ?? cluster.createdTS),
       },
-      {
-        type: "Ready",
-        status: status.ready ? "True" : "Unknown",
-        lastUpdateTime: rfc3339(now),
-      },
+      status.state === "unavailable"
+        ? { type: "Ready", status: "False", reason: "Unavailable", message: status.transitioningMessage, lastUpdateTime: rfc3339(cluster.faults.agentDisconnected ?? now) }
+        : { type: "Ready", status: status.ready ? "True" : "Unknown", lastUpdateTime: rfc3339(now) },
     ],
     capacity,
     allocatable: capacity,
@@ -95,11 +89,25 @@ export function renderCluster(ctx: RenderContext, cluster: StoredCluster): Resou
       remove: self,
       nodePools: `${base}/v3/nodepools?clusterId=${cluster.id}`,
       nodes: `${base}/v3/nodes?clusterId=${cluster.id}`,
+      etcdBackups: `${base}/v3/etcdbackups?clusterId=${cluster.id}`,
     },
-    actions: status.state === "active" ? { generateKubeconfig: `${self}?action=generateKubeconfig` } : {},
+    actions: clusterActions(self, status.state),
   };
-  if (status.provisioned) out.version = versionInfo(cluster.kubernetesVersion);
+  if (status.provisioned) out.version = versionInfo(model.apiServerVersion(cluster, now));
   return out;
+}
+
+function clusterActions(self: string, state: string): Record<string, string> {
+  const actions: Record<string, string> = {};
+  if (state === "active") {
+    actions.generateKubeconfig = `${self}?action=generateKubeconfig`;
+    actions.backupEtcd = `${self}?action=backupEtcd`;
+  }
+  // Restoring is how a cluster stuck in a failed upgrade is brought back, so it is offered then too.
+  if (state === "active" || state === "updating" || state === "unavailable") {
+    actions.restoreFromEtcdBackup = `${self}?action=restoreFromEtcdBackup`;
+  }
+  return actions;
 }
 
 export function renderNodePool(ctx: RenderContext, pool: StoredNodePool): Resource {
@@ -140,20 +148,34 @@ export function renderNode(ctx: RenderContext, node: StoredNode): Resource {
   const { model, base, now } = ctx;
   const phase = model.nodePhase(node, now);
   const neverReady = phase === "registering" && model.nodeReadyAt(node) === Infinity;
-  const cluster = model.data.clusters.find((c) => c.id === node.clusterId);
-  const kubeletVersion = cluster ? gitVersionOf(cluster.kubernetesVersion) : "";
+  const health = model.nodeHealth(node, now);
+  const kubeletVersion = gitVersionOf(health.kubeletVersion);
   const self = `${base}/v3/nodes/${node.id}`;
 
   let state: string = phase;
+  let transitioning = phase === "active" ? "no" : "yes";
   let transitioningMessage = "";
-  if (phase === "active" && node.unschedulable) state = "cordoned";
+  if (phase === "active" && health.unschedulable) state = "cordoned";
+  if (phase === "active" && health.unreachable) {
+    state = "unavailable";
+    transitioning = "error";
+    transitioningMessage = health.ready === "Unknown" ? health.message : "node is not reachable";
+  }
   if (phase === "provisioning") transitioningMessage = "creating server";
   if (phase === "registering") transitioningMessage = "waiting to register with Kubernetes";
   if (phase === "removing") transitioningMessage = "removing node";
 
   const ready = phase === "active";
+  // An active node mirrors its Kubernetes Ready condition.
   const readyCondition = ready
-    ? { type: "Ready", status: "True", reason: "KubeletReady", message: "kubelet is posting ready status", lastHeartbeatTime: rfc3339(now) }
+    ? {
+        type: "Ready",
+        status: health.ready,
+        reason: health.reason,
+        message: health.message,
+        lastHeartbeatTime: rfc3339(health.heartbeatTS),
+        lastTransitionTime: rfc3339(health.transitionTS),
+      }
     : phase === "removing"
       ? { type: "Ready", status: "False", reason: "NodeShutdown", message: "node is being removed", lastHeartbeatTime: rfc3339(node.removedTS ?? now) }
       : {
@@ -183,7 +205,7 @@ export function renderNode(ctx: RenderContext, node: StoredNode): Resource {
     ...common("node", node.id, node.uuid, node.createdTS, node.removedTS),
     name: node.hostname,
     state,
-    transitioning: phase === "active" ? "no" : "yes",
+    transitioning,
     transitioningMessage,
     labels,
     annotations: {},
@@ -239,10 +261,8 @@ export function renderVersionsSetting(base: string, startedTS: number): Resource
   };
 }
 
-/** `generateKubeconfig` output: a kubeconfig pointing at Rancher's proxy for the cluster. */
-export function renderKubeconfig(base: string, cluster: StoredCluster): Resource {
-  // A fresh token per call, as Rancher mints one each time; the simulator does not serve /k8s, so it is never checked.
-  const token = `kubeconfig-user-${randomId(5)}:${randomBytes(27).toString("hex")}`;
+/** `generateKubeconfig` output: a kubeconfig pointing at Rancher's proxy for the cluster, with a freshly minted token. */
+export function renderKubeconfig(base: string, cluster: StoredCluster, token: string): Resource {
   const name = cluster.name;
   const config = [
     "apiVersion: v1",
@@ -251,6 +271,8 @@ export function renderKubeconfig(base: string, cluster: StoredCluster): Resource
     `- name: "${name}"`,
     "  cluster:",
     `    server: "${base}/k8s/clusters/${cluster.id}"`,
+    // Over plain HTTP, @kubernetes/client-node refuses a cluster entry without this flag.
+    ...(base.startsWith("http:") ? ["    insecure-skip-tls-verify: true"] : []),
     "users:",
     `- name: "${name}"`,
     "  user:",
@@ -264,4 +286,42 @@ export function renderKubeconfig(base: string, cluster: StoredCluster): Resource
     "",
   ].join("\n");
   return { type: "generateKubeConfigOutput", baseType: "generateKubeConfigOutput", config };
+}
+
+/** An etcd snapshot as Rancher's v3 `etcdBackup` resource. */
+export function renderEtcdBackup(ctx: RenderContext, backup: StoredEtcdBackup): Resource {
+  const { base, now, model } = ctx;
+  const self = `${base}/v3/etcdbackups/${backup.id}`;
+  const done = now >= backup.createdTS + model.settings.snapshotMs;
+  return {
+    ...common("etcdBackup", backup.id, backup.uuid, backup.createdTS, null),
+    name: backup.name,
+    namespaceId: backup.clusterId,
+    clusterId: backup.clusterId,
+    filename: backup.filename,
+    manual: backup.manual,
+    state: done ? "active" : "activating",
+    transitioning: done ? "no" : "yes",
+    transitioningMessage: done ? "" : "taking etcd snapshot",
+    status: {
+      type: "/v3/schemas/etcdBackupStatus",
+      kubernetesVersion: backup.kubernetesVersion,
+      conditions: [
+        {
+          type: "Completed",
+          status: done ? "True" : "Unknown",
+          lastUpdateTime: rfc3339(done ? backup.createdTS + model.settings.snapshotMs : backup.createdTS),
+        },
+      ],
+    },
+    backupConfig: { type: "/v3/schemas/backupConfig", enabled: true, intervalHours: 12, retention: 6, safeTimestamp: false, timeout: 300 },
+    labels: { "cattle.io/creator": "norman", ...backup.labels },
+    annotations: { ...backup.annotations },
+    links: {
+      self,
+      remove: self,
+      cluster: `${base}/v3/clusters/${backup.clusterId}`,
+    },
+    actions: {},
+  };
 }

@@ -26,6 +26,41 @@ export interface StoredCluster {
    * cluster does not fall back to `provisioning` when its nodes are replaced.
    */
   provisionedTS: number | null;
+  /** Faults set through `PUT /admin/clusters/<id>/faults`; persisted. */
+  faults: ClusterFaults;
+  /** The Kubernetes upgrade in progress (or stalled), if any. */
+  upgrade: StoredUpgrade | null;
+  /** The etcd restore in progress, if any; cleared once it finished. */
+  restore: StoredRestore | null;
+}
+
+/** Cluster faults; each is the time it was switched on, or null. */
+export interface ClusterFaults {
+  apiServerDown: number | null;
+  agentDisconnected: number | null;
+  restoreStuck: number | null;
+}
+
+/**
+ * A rolling Kubernetes upgrade: node `order[i]` is upgraded during
+ * `[startedTS + i * nodeUpgradeMs, startedTS + (i + 1) * nodeUpgradeMs)`.
+ */
+export interface StoredUpgrade {
+  fromVersion: string;
+  toVersion: string;
+  startedTS: number;
+  /** Node ids, etcd/control-plane nodes first, then workers, each group by hostname. */
+  order: string[];
+  /** How many of `order` are etcd/control-plane nodes; the API server runs the new version once they are done. */
+  controlCount: number;
+  /** Index in `order` of the node the upgrade stalled at (failUpgradeNodes), or null. */
+  failedIndex: number | null;
+}
+
+export interface StoredRestore {
+  backupId: string;
+  backupName: string;
+  startedTS: number;
 }
 
 /** A node pool as the simulator stores it. */
@@ -68,6 +103,60 @@ export interface StoredNode {
   etcd: boolean;
   worker: boolean;
   ipAddress: string;
+  /** Kubernetes version the kubelet runs outside an upgrade of its cluster. */
+  version: string;
+  /** Faults set through `PUT /admin/nodes/<id>/faults`; persisted. */
+  faults: NodeFaults;
+  /** When faults were last cleared; the Ready condition's transition time after that. */
+  faultsClearedTS: number | null;
+  /** The Kubernetes Node object's own facts. */
+  kube: StoredNodeKube;
+}
+
+/** Node faults; each is the time it was switched on, or null. */
+export interface NodeFaults {
+  notReady: number | null;
+  kubeletStopped: number | null;
+  unreachable: number | null;
+}
+
+/** What the Kubernetes side stores about a node beyond its Rancher record. */
+export interface StoredNodeKube {
+  uid: string;
+  /** When the Node object (re-)registered; null means when the Rancher node became active. */
+  registeredTS: number | null;
+  /** Labels, annotations and taints once written through the Kubernetes API; null means the kubelet's defaults. */
+  labels: Record<string, string> | null;
+  annotations: Record<string, string> | null;
+  taints: Record<string, unknown>[] | null;
+  resourceVersion: number;
+  /** When the node last became Ready after an upgrade. */
+  readySinceTS: number | null;
+}
+
+/** One stored Kubernetes object of a downstream cluster. */
+export interface StoredKubeObject {
+  /** `<group>/<plural>`, "" for the core group, e.g. "/pods" or "apps/deployments". */
+  key: string;
+  /** Namespace, "" for cluster-scoped objects. */
+  ns: string;
+  name: string;
+  obj: Record<string, unknown>;
+}
+
+/** An etcd snapshot, with the Kubernetes objects and version it captured. */
+export interface StoredEtcdBackup {
+  id: string;
+  uuid: string;
+  name: string;
+  clusterId: string;
+  filename: string;
+  manual: boolean;
+  createdTS: number;
+  kubernetesVersion: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  objects: StoredKubeObject[];
 }
 
 /** Everything the simulator persists. */
@@ -77,14 +166,53 @@ export interface SimData {
   nodes: StoredNode[];
   /** Counter behind the made-up node IP addresses. */
   ipCounter: number;
+  /** Kubernetes objects per cluster id. */
+  kube: Record<string, StoredKubeObject[]>;
+  etcdBackups: StoredEtcdBackup[];
+  /** The last Kubernetes resourceVersion handed out (one counter for all clusters). */
+  kubeResourceVersion: number;
+  /** Counter behind the made-up pod and service IP addresses. */
+  kubeIpCounter: number;
 }
 
 const FILE_KIND = "kumo-rancher-simulator-state";
-const FILE_VERSION = 1;
+const FILE_VERSION = 2;
 
 /** A fresh, empty state. */
 export function emptyState(): SimData {
-  return { clusters: [], nodePools: [], nodes: [], ipCounter: 0 };
+  return { clusters: [], nodePools: [], nodes: [], ipCounter: 0, kube: {}, etcdBackups: [], kubeResourceVersion: 0, kubeIpCounter: 0 };
+}
+
+export function noNodeFaults(): NodeFaults {
+  return { notReady: null, kubeletStopped: null, unreachable: null };
+}
+
+export function noClusterFaults(): ClusterFaults {
+  return { apiServerDown: null, agentDisconnected: null, restoreStuck: null };
+}
+
+/** Fills in what version-1 files (before the Kubernetes API existed) lack. */
+function upgradeData(data: SimData): SimData {
+  data.kube ??= {};
+  data.etcdBackups ??= [];
+  data.kubeResourceVersion ??= 0;
+  data.kubeIpCounter ??= 0;
+  for (const cluster of data.clusters) {
+    cluster.faults ??= noClusterFaults();
+    cluster.upgrade ??= null;
+    cluster.restore ??= null;
+  }
+  for (const backup of data.etcdBackups) {
+    backup.labels ??= {};
+    backup.annotations ??= {};
+  }
+  for (const node of data.nodes) {
+    node.version ??= data.clusters.find((c) => c.id === node.clusterId)?.kubernetesVersion ?? "";
+    node.faults ??= noNodeFaults();
+    node.faultsClearedTS ??= null;
+    node.kube ??= { uid: node.uuid, registeredTS: null, labels: null, annotations: null, taints: null, resourceVersion: 0, readySinceTS: null };
+  }
+  return data;
 }
 
 /**
@@ -108,14 +236,14 @@ export function loadState(file: string): SimData {
   }
   const problem = describeProblem(parsed);
   if (problem !== null) throw new Error(`rancher simulator state file ${file} is not usable: ${problem}`);
-  return (parsed as { data: SimData }).data;
+  return upgradeData((parsed as { data: SimData }).data);
 }
 
 function describeProblem(parsed: unknown): string | null {
   if (typeof parsed !== "object" || parsed === null) return "top level is not an object";
   const file = parsed as Record<string, unknown>;
   if (file.kind !== FILE_KIND) return `kind is not "${FILE_KIND}"`;
-  if (file.version !== FILE_VERSION) return `unsupported version ${String(file.version)}`;
+  if (file.version !== FILE_VERSION && file.version !== 1) return `unsupported version ${String(file.version)}`;
   const data = file.data as Record<string, unknown> | undefined;
   if (typeof data !== "object" || data === null) return "data is missing";
   for (const key of ["clusters", "nodePools", "nodes"]) {
@@ -128,6 +256,8 @@ function describeProblem(parsed: unknown): string | null {
     }
   }
   if (typeof data.ipCounter !== "number") return "data.ipCounter is not a number";
+  if (data.kube !== undefined && (typeof data.kube !== "object" || data.kube === null || Array.isArray(data.kube))) return "data.kube is not an object";
+  if (data.etcdBackups !== undefined && !Array.isArray(data.etcdBackups)) return "data.etcdBackups is not an array";
   return null;
 }
 

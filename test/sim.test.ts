@@ -505,5 +505,40 @@ describe("rancher simulator", () => {
     }
     assert.equal((await api("GET", "/admin/faults")).body.latencyMs, 1);
     assert.equal((await api("PUT", "/admin/settings", { nodeBootMs: -1 })).status, 400);
+    assert.equal((await api("PUT", "/admin/faults", { failUpgradeNodes: "w1" })).status, 400);
+    assert.equal((await api("PUT", "/admin/faults", { failUpgradeNodes: ["("] })).status, 400);
+  });
+
+  test("settings include the Kubernetes timings, and object faults are checked", async () => {
+    const settings = (await api("GET", "/admin/settings")).body;
+    for (const key of ["snapshotMs", "restoreMs", "nodeMonitorGraceMs", "nodeUpgradeMs"]) assert.equal(typeof settings[key], "number", key);
+    const changed = await api("PUT", "/admin/settings", { nodeMonitorGraceMs: 500, nodeUpgradeMs: 10 });
+    assert.equal(changed.body.nodeMonitorGraceMs, 500);
+    assert.equal(changed.body.nodeUpgradeMs, 10);
+    assert.equal((await api("PUT", "/admin/settings", { restoreMs: "1" })).status, 400);
+
+    const cluster = await createCluster("faults");
+    const pool = await createPool(cluster.id, { quantity: 1 });
+    const [node] = await poolNodes(pool.id);
+    assert.equal((await api("PUT", `/admin/clusters/${cluster.id}/faults`, { apiServerDown: "yes" })).status, 400);
+    assert.equal((await api("PUT", `/admin/clusters/${cluster.id}/faults`, { bogus: true })).status, 400);
+    assert.equal((await api("PUT", "/admin/clusters/c-zzzzz/faults", {})).status, 404);
+    const set = await api("PUT", `/admin/clusters/${cluster.id}/faults`, { restoreStuck: true });
+    assert.deepEqual([set.body.apiServerDown, set.body.agentDisconnected, set.body.restoreStuck], [false, false, true]);
+    const byHost = await api("PUT", `/admin/nodes/${node.hostname}/faults`, { kubeletStopped: true });
+    assert.equal(byHost.body.nodeId, node.id);
+    assert.equal(byHost.body.kubeletStopped, true);
+    assert.equal((await api("GET", `/admin/nodes/${node.id}/faults`)).body.kubeletStopped, true);
+    assert.equal((await api("DELETE", `/admin/nodes/${node.id}/faults`)).body.kubeletStopped, false);
+  });
+
+  test("etcd snapshots are refused for a cluster that is not active", async () => {
+    const cluster = await createCluster("early");
+    const res = await api("POST", "/v3/etcdbackups", { clusterId: cluster.id });
+    assert.equal(res.status, 409);
+    assert.equal(res.body.code, "Conflict");
+    assert.equal((await api("POST", `/v3/clusters/${cluster.id}?action=backupEtcd`)).status, 409);
+    assert.equal((await api("POST", "/v3/etcdbackups", { clusterId: "c-zzzzz" })).body.fieldName, "clusterId");
+    assert.equal((await api("GET", "/v3/etcdbackups")).body.data.length, 0);
   });
 });
