@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { clusterSpec, startTestStack, waitForOperation, type TestStack } from './helpers/stack.js';
+import { clusterSpec, recordHistory, startTestStack, waitForOperation, type TestStack } from './helpers/stack.js';
 import { waitFor } from './helpers/wait.js';
 
 /**
@@ -77,6 +77,7 @@ describe('cluster lifecycle, over HTTP', () => {
     let nodes = await poolNodes(cluster.rancher.id, 'workers');
     assert.equal(nodes.filter((node) => node.state === 'active').length, 4);
     assert.equal((await stack.api('/v1/clusters/lc-scale')).body.nodePools.find((pool: any) => pool.name === 'workers').quantity, 4);
+    recordHistory(stack, 'scaleNodePool-up', up);
 
     // A pod on a node that goes away is evicted, and its owner's replacement lands elsewhere.
     const core = await kube(cluster.rancher.id);
@@ -91,6 +92,7 @@ describe('cluster lifecycle, over HTTP', () => {
     const down = await waitForOperation(stack, await run('/v1/clusters/lc-scale/nodepools/workers/scale', { quantity: 2 }));
     assert.equal(down.status, 'succeeded', JSON.stringify(down.failure));
     assert.deepEqual(down.steps.map((step: any) => step.status), down.steps.map(() => 'succeeded'));
+    recordHistory(stack, 'scaleNodePool-down', down);
     nodes = await poolNodes(cluster.rancher.id, 'workers');
     const live = nodes.filter((node) => node.state !== 'removing').map((node) => node.hostname).sort();
     assert.equal(live.length, 2);
@@ -122,6 +124,7 @@ describe('cluster lifecycle, over HTTP', () => {
     const operation = await waitForOperation(stack, await run(`/v1/clusters/lc-replace/nodes/${victim.hostname}/replace`));
     assert.equal(operation.status, 'succeeded', JSON.stringify(operation.failure));
     assert.equal((await calls('DELETE /v3/nodes/:id')) - deletesBefore, 1);
+    recordHistory(stack, 'replaceNode-drained', operation);
     const nodes = await poolNodes(cluster.rancher.id, 'workers');
     const live = nodes.filter((node) => node.state !== 'removing');
     assert.equal(live.length, 2);
@@ -137,6 +140,7 @@ describe('cluster lifecycle, over HTTP', () => {
     assert.equal(operation.status, 'succeeded', JSON.stringify(operation.failure));
     assert.equal(operation.steps.find((step: any) => step.name === 'drain').status, 'skipped');
     assert.match(operation.steps.find((step: any) => step.name === 'drain').detail, /does not answer/);
+    recordHistory(stack, 'replaceNode-unreachable', operation);
   });
 
   test('a second mutating call while one runs is refused with 409 naming it, and reads are not blocked', async () => {
@@ -168,6 +172,7 @@ describe('cluster lifecycle, over HTTP', () => {
     assert.equal(snap.status, 'succeeded', JSON.stringify(snap.failure));
     const snapshots = (await stack.api('/v1/clusters/lc-restore/snapshots')).body.items;
     assert.equal(snapshots.length, 1);
+    recordHistory(stack, 'takeSnapshot', snap);
     await core.createNamespace({ body: { metadata: { name: 'after-snapshot' } } });
     await core.deleteNamespace({ name: 'before-snapshot' });
 
@@ -177,6 +182,7 @@ describe('cluster lifecycle, over HTTP', () => {
     assert.ok(names.includes('before-snapshot'));
     assert.ok(!names.includes('after-snapshot'));
     assert.equal((await stack.api('/v1/clusters/lc-restore')).body.state, 'active');
+    recordHistory(stack, 'restoreFromSnapshot', restore);
 
     // A snapshot of another cluster, or none at all, is refused before anything runs.
     await createCluster('lc-other');
@@ -223,6 +229,7 @@ describe('cluster lifecycle, over HTTP', () => {
       );
       const snapshots = (await stack.api('/v1/clusters/lc-sched/snapshots')).body.items;
       assert.equal(snapshots.length, 1);
+      recordHistory(stack, 'scheduledSnapshot', (await snapshotOps())[0]);
 
       const paused = await stack.api('/v1/clusters/lc-sched/snapshot-schedule', { method: 'PUT', body: { cron: '*/5 * * * *', retention: 3, paused: true } });
       assert.equal(paused.status, 200);
@@ -243,6 +250,7 @@ describe('cluster lifecycle, over HTTP', () => {
     const state = await stack.sim('/admin/state');
     assert.ok(!(state.clusters as any[]).some((c) => c.id === cluster.rancher.id));
     assert.equal((await stack.api(`/v1/operations/${operation.id}`)).body.status, 'succeeded', 'the operation outlives the cluster');
+    recordHistory(stack, 'deleteCluster', operation);
   });
 
   test('with 30% of Rancher calls failing transiently, a scale and a replace still succeed', async () => {
@@ -307,7 +315,9 @@ describe('cluster lifecycle, over HTTP', () => {
       await waitFor('the restore wait', async () => ((await stack.api(`/v1/operations/${id}`)).body.step === 'waitUntilActive' ? true : undefined));
       await stack.killWorker();
       await stack.startWorker();
-      assert.equal((await waitForOperation(stack, id, 90_000)).status, 'succeeded');
+      const restored = await waitForOperation(stack, id, 90_000);
+      assert.equal(restored.status, 'succeeded');
+      recordHistory(stack, 'restoreFromSnapshot-worker-killed', restored);
     } finally {
       await setSim({ restoreMs: defaults.restoreMs });
     }
@@ -335,6 +345,7 @@ describe('cluster lifecycle, over HTTP', () => {
     assert.equal((await stack.api(`/v1/operations/${id}/cancel`, { method: 'POST' })).status, 202);
     const operation = await waitForOperation(stack, id);
     assert.equal(operation.status, 'cancelled');
+    recordHistory(stack, 'scaleNodePool-cancelled', operation);
     assert.notEqual((await core.readNode({ name: newest })).spec?.unschedulable, true, 'uncordoned');
     assert.equal((await poolNodes(cluster.rancher.id, 'workers')).filter((node) => node.state !== 'removing').length, 3, 'nothing removed');
   });
