@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { activityInfo, Context, heartbeat } from '@temporalio/activity';
-import type { ClusterSpec, ClusterState, NodePoolRecord, NodeRecord, NodeRole } from '../domain/cluster.js';
+import { kubeletVersionOf, type ClusterSpec, type ClusterState, type NodePoolRecord, type NodeRecord, type NodeRole } from '../domain/cluster.js';
 import { ProviderError } from '../domain/errors.js';
 import type { OperationFailure, OperationKind, OperationStatus, StepRecord } from '../domain/operation.js';
 import { isNodeReady, type Rancher, type RancherCluster, type RancherEtcdBackup, type RancherNode, type RancherNodePool } from '../providers/rancher.js';
@@ -180,6 +180,69 @@ export const createClusterActivities = ({ rancher, store, kubeFor, pollIntervalM
         throw err;
       });
       if (cluster) await rancher.deleteCluster(cluster.id);
+    },
+
+    /**
+     * Applies settings in Rancher (Kumo's own labels kept), then records them.
+     * Setting the same values again changes nothing, so a retry is harmless.
+     */
+    async updateClusterSettings(input: { clusterId: string; rancherId: string; kubernetesVersion?: string; description?: string; labels?: Record<string, string>; maxUnavailable: number }): Promise<void> {
+      const labels = input.labels ? { ...input.labels, [kumoLabels.cluster]: input.clusterId, [kumoLabels.managedBy]: 'kumo' } : undefined;
+      const current = await rancher.getCluster(input.rancherId);
+      const sameVersion = input.kubernetesVersion === undefined || current.rancherKubernetesEngineConfig?.kubernetesVersion === input.kubernetesVersion;
+      await rancher.updateCluster(input.rancherId, {
+        ...(sameVersion ? {} : { kubernetesVersion: input.kubernetesVersion, maxUnavailableWorker: input.maxUnavailable }),
+        ...(input.description !== undefined ? { description: input.description } : {}),
+        ...(labels ? { labels } : {}),
+      });
+      await store.updateCluster(input.clusterId, {
+        ...(input.description !== undefined ? { description: input.description } : {}),
+        ...(input.labels ? { labels: input.labels } : {}),
+      });
+    },
+
+    /**
+     * Follows Rancher's rolling upgrade node by node through the Kubernetes API
+     * until every node runs `kubernetesVersion` and is Ready. A node that stays
+     * not Ready past `nodeTimeoutSeconds` stops the wait with a Timeout naming it
+     * (Rancher's rollout stalls there too, leaving later nodes untouched).
+     * Progress survives a worker crash through the heartbeat details.
+     */
+    async waitForUpgrade(input: { operationId: string; clusterId: string; rancherId: string; kubernetesVersion: string; nodeTimeoutSeconds: number }): Promise<{ upgraded: string[] }> {
+      const context = Context.current();
+      const target = kubeletVersionOf(input.kubernetesVersion);
+      const previous = activityInfo().heartbeatDetails as { notReadySince?: Record<string, number> } | undefined;
+      const notReadySince: Record<string, number> = { ...(previous?.notReadySince ?? {}) };
+      let lastDetail = '';
+      for (;;) {
+        const kube = await kubeFor(input.rancherId);
+        const [cluster, nodes] = await Promise.all([rancher.getCluster(input.rancherId), kube.listNodes()]);
+        const upgraded = nodes.filter((node) => node.kubeletVersion === target && node.ready === 'True').map((node) => node.name);
+        const now = Date.now();
+        for (const node of nodes) {
+          if (node.ready === 'True') delete notReadySince[node.name];
+          else notReadySince[node.name] ??= now;
+        }
+        const stuck = Object.entries(notReadySince).find(([, since]) => now - since > input.nodeTimeoutSeconds * 1000);
+        if (stuck) {
+          throw new ProviderError(
+            'Timeout',
+            `node ${stuck[0]} did not come back Ready within ${input.nodeTimeoutSeconds} s of its upgrade; the upgrade stopped there with ${upgraded.length}/${nodes.length} nodes on ${target}`,
+          );
+        }
+        const upgrading = nodes.filter((node) => node.ready !== 'True').map((node) => node.name);
+        const detail = `${upgraded.length}/${nodes.length} nodes on ${target}${upgrading.length ? `; upgrading ${upgrading.join(', ')}` : ''}`;
+        heartbeat({ notReadySince, detail });
+        if (detail !== lastDetail) {
+          lastDetail = detail;
+          await store.setOperationDetail(input.operationId, detail);
+        }
+        if (upgraded.length === nodes.length && nodes.length > 0 && cluster.state === 'active') {
+          await store.updateCluster(input.clusterId, { kubernetesVersion: input.kubernetesVersion });
+          return { upgraded };
+        }
+        await context.sleep(pollIntervalMs);
+      }
     },
 
     /** A pool's current quantity in Rancher. */

@@ -203,3 +203,25 @@ export function scaleRefusal(cluster: { nodePools: Array<{ name: string; roles: 
   if (pool.roles.includes('worker') && count('worker', after) < 1) return 'the cluster would have no worker node';
   return null;
 }
+
+/** `PATCH /v1/clusters/{id}`: settings, and the Kubernetes version (an upgrade). */
+export const UpdateClusterSchema = z
+  .object({
+    kubernetesVersion: ClusterSpecSchema.shape.kubernetesVersion.optional(),
+    description: z.string().max(500).optional(),
+    labels: z.record(z.string().max(63), z.string().max(63)).optional(),
+    /** Worker nodes Rancher may upgrade at once (control-plane nodes go one at a time). */
+    maxUnavailable: z.number().int().min(1).max(100).default(1),
+    /** How long one node may take to come back Ready after its upgrade. */
+    nodeTimeoutSeconds: z.number().int().min(10).max(7200).default(900),
+  })
+  .strict()
+  .refine((update) => update.kubernetesVersion !== undefined || update.description !== undefined || update.labels !== undefined, {
+    message: 'give at least one of kubernetesVersion, description, labels',
+  });
+export type UpdateCluster = z.infer<typeof UpdateClusterSchema>;
+
+/** The version a kubelet reports for a Rancher version name (`v1.30.6-rancher1-1` → `v1.30.6`). */
+export function kubeletVersionOf(kubernetesVersion: string): string {
+  return kubernetesVersion.replace(/-rancher.*$/, '');
+}

@@ -7,6 +7,7 @@ export const operationKinds = [
   'cluster.create',
   'cluster.scale',
   'cluster.replaceNode',
+  'cluster.update',
   'cluster.delete',
   'cluster.snapshot',
   'cluster.restore',

@@ -92,8 +92,11 @@ export interface Rancher {
   getNode(id: string): Promise<RancherNode | null>;
   /** Deletes a node; its pool keeps its quantity by creating a replacement. Absent already is fine. */
   deleteNode(id: string): Promise<void>;
-  /** Changes a cluster's Kubernetes version (Rancher then upgrades its nodes). */
-  setKubernetesVersion(id: string, version: string): Promise<RancherCluster>;
+  /** Changes a cluster's settings; a new Kubernetes version makes Rancher upgrade its nodes. */
+  updateCluster(
+    id: string,
+    update: { kubernetesVersion?: string; description?: string; labels?: Record<string, string>; maxUnavailableWorker?: number },
+  ): Promise<RancherCluster>;
   /** A kubeconfig for the cluster (through Rancher's proxy). A secret. */
   generateKubeconfig(id: string): Promise<string>;
   createEtcdBackup(clusterId: string, name: string, labels: Record<string, string>): Promise<RancherEtcdBackup>;
@@ -228,8 +231,19 @@ export function createRancherClient(options: RancherClientOptions): Rancher {
     async deleteNode(id) {
       await orNull(call('DELETE', `/v3/nodes/${q(id)}`));
     },
-    setKubernetesVersion: (id, version) =>
-      call<RancherCluster>('PUT', `/v3/clusters/${q(id)}`, { rancherKubernetesEngineConfig: { kubernetesVersion: version } }),
+    updateCluster: (id, update) =>
+      call<RancherCluster>('PUT', `/v3/clusters/${q(id)}`, {
+        ...(update.description !== undefined ? { description: update.description } : {}),
+        ...(update.labels ? { labels: update.labels } : {}),
+        ...(update.kubernetesVersion
+          ? {
+              rancherKubernetesEngineConfig: {
+                kubernetesVersion: update.kubernetesVersion,
+                upgradeStrategy: { maxUnavailableControlplane: '1', maxUnavailableWorker: String(update.maxUnavailableWorker ?? 1) },
+              },
+            }
+          : {}),
+      }),
     async generateKubeconfig(id) {
       const output = await call<{ config?: string }>('POST', `/v3/clusters/${q(id)}?action=generateKubeconfig`, {});
       if (!output.config) throw new ProviderError('Transient', 'Rancher generateKubeconfig answered without a config');

@@ -99,8 +99,12 @@ export function renderCluster(ctx: RenderContext, cluster: StoredCluster): Resou
 
 function clusterActions(self: string, state: string): Record<string, string> {
   const actions: Record<string, string> = {};
-  if (state === "active") {
+  // A kubeconfig can be had whenever the cluster has an API server, also while
+  // Rancher upgrades or restores it: that is when operators need one most.
+  if (state === "active" || state === "updating" || state === "unavailable") {
     actions.generateKubeconfig = `${self}?action=generateKubeconfig`;
+  }
+  if (state === "active") {
     actions.backupEtcd = `${self}?action=backupEtcd`;
   }
   // Restoring is how a cluster stuck in a failed upgrade is brought back, so it is offered then too.

@@ -210,7 +210,7 @@ export class Store {
   /** Updates what Rancher reported about a cluster. Fields left out are kept. */
   async updateCluster(
     id: string,
-    patch: Partial<Pick<ClusterRecord, 'state' | 'rancherId' | 'rancherState' | 'apiEndpoint' | 'nodePools' | 'nodes'>>,
+    patch: Partial<Pick<ClusterRecord, 'state' | 'rancherId' | 'rancherState' | 'apiEndpoint' | 'nodePools' | 'nodes' | 'kubernetesVersion' | 'description' | 'labels'>>,
   ): Promise<void> {
     const sets: string[] = [];
     const params: unknown[] = [];
@@ -224,6 +224,9 @@ export class Store {
     if (patch.apiEndpoint !== undefined) add('api_endpoint', patch.apiEndpoint);
     if (patch.nodePools !== undefined) add('node_pools', JSON.stringify(patch.nodePools));
     if (patch.nodes !== undefined) add('nodes', JSON.stringify(patch.nodes));
+    if (patch.kubernetesVersion !== undefined) add('kubernetes_version', patch.kubernetesVersion);
+    if (patch.description !== undefined) add('description', patch.description);
+    if (patch.labels !== undefined) add('labels', JSON.stringify(patch.labels));
     add('updated_at', new Date().toISOString());
     params.push(id);
     await this.db.run(`UPDATE clusters SET ${sets.join(', ')} WHERE id = $${params.length}`, params);

@@ -33,7 +33,7 @@ describe('cluster lifecycle, over HTTP', () => {
   };
   const calls = async (route: string) => ((await stack.sim('/admin/calls')).byRoute[route] ?? 0) as number;
   const setSim = (settings: Record<string, number>) => stack.sim('/admin/settings', { body: settings });
-  const defaults = { nodeBootMs: 400, clusterProvisionMs: 400, nodeRemoveMs: 200, restoreMs: 500, snapshotMs: 200 };
+  const defaults = { nodeBootMs: 400, clusterProvisionMs: 400, nodeRemoveMs: 200, restoreMs: 500, snapshotMs: 200, nodeUpgradeMs: 300 };
 
   /** Creates a cluster through the API and waits until it is active. */
   async function createCluster(name: string, workers = 2) {
@@ -240,6 +240,53 @@ describe('cluster lifecycle, over HTTP', () => {
     } finally {
       await connection.close();
     }
+  });
+
+  test('an upgrade rolls every node to the new version, control plane first, and settings change on their own', async () => {
+    const cluster = await createCluster('lc-upgrade');
+    await setSim({ nodeUpgradeMs: 300 });
+    const bad = async (body: unknown) => (await stack.api('/v1/clusters/lc-upgrade', { method: 'PATCH', body })).status;
+    assert.equal(await bad({ kubernetesVersion: 'v1.29.10-rancher1-1' }), 400, 'a downgrade');
+    assert.equal(await bad({ kubernetesVersion: 'v1.30.6-rancher1-1' }), 400, 'the same version');
+    assert.equal(await bad({}), 400, 'nothing to change');
+    assert.equal(await bad({ kubernetesVersion: 'latest' }), 400, 'not a version');
+    assert.equal(await bad({ nodes: 3 }), 400, 'an unknown field');
+
+    const labels = await waitForOperation(stack, await run('/v1/clusters/lc-upgrade', { labels: { team: 'payments' } }, 'PATCH'));
+    assert.equal(labels.status, 'succeeded', JSON.stringify(labels.failure));
+    assert.equal(labels.steps.find((step: any) => step.name === 'waitForUpgrade').status, 'skipped');
+    assert.deepEqual((await stack.api('/v1/clusters/lc-upgrade')).body.labels, { team: 'payments' });
+
+    const upgrade = await waitForOperation(stack, await run('/v1/clusters/lc-upgrade', { kubernetesVersion: 'v1.31.2-rancher1-1' }, 'PATCH'), 90_000);
+    assert.equal(upgrade.status, 'succeeded', JSON.stringify(upgrade.failure));
+    recordHistory(stack, 'updateCluster-upgrade', upgrade);
+    const core = await kube(cluster.rancher.id);
+    const versions = (await core.listNode()).items.map((node) => node.status?.nodeInfo?.kubeletVersion);
+    assert.deepEqual([...new Set(versions)], ['v1.31.2']);
+    const after = (await stack.api('/v1/clusters/lc-upgrade')).body;
+    assert.equal(after.kubernetesVersion, 'v1.31.2-rancher1-1');
+    assert.equal(after.state, 'active');
+  });
+
+  test('an upgrade stops and names the first node that does not come back Ready', async () => {
+    const cluster = await createCluster('lc-upgrade-stall');
+    await setSim({ nodeUpgradeMs: 300 });
+    await stack.sim('/admin/faults', { body: { failUpgradeNodes: ['^lc-upgrade-stall-workers-1$'] } });
+    try {
+      const id = await run('/v1/clusters/lc-upgrade-stall', { kubernetesVersion: 'v1.31.2-rancher1-1', nodeTimeoutSeconds: 10 }, 'PATCH');
+      const operation = await waitForOperation(stack, id, 90_000);
+      assert.equal(operation.status, 'failed');
+      assert.equal(operation.failure.type, 'Timeout');
+      assert.equal(operation.failure.step, 'waitForUpgrade');
+      assert.match(operation.failure.message, /lc-upgrade-stall-workers-1 did not come back Ready/);
+      recordHistory(stack, 'updateCluster-stalled', operation);
+    } finally {
+      await stack.sim('/admin/faults', { method: 'DELETE' });
+    }
+    const core = await kube(cluster.rancher.id);
+    const worker2 = (await core.listNode()).items.find((node) => node.metadata?.name === 'lc-upgrade-stall-workers-2');
+    assert.equal(worker2?.status?.nodeInfo?.kubeletVersion, 'v1.30.6', 'the nodes after the stuck one were left alone');
+    assert.equal((await stack.api('/v1/clusters/lc-upgrade-stall')).body.state, 'failed');
   });
 
   test('deleting a cluster removes it and its pools from Rancher and from the API', async () => {

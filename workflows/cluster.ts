@@ -277,6 +277,64 @@ export async function replaceNode(input: ReplaceNodeInput): Promise<{ replacedBy
   });
 }
 
+export interface UpdateClusterInput extends ClusterOperationInput {
+  kubernetesVersion?: string;
+  description?: string;
+  labels?: Record<string, string>;
+  maxUnavailable: number;
+  nodeTimeoutSeconds: number;
+  readyTimeoutSeconds: number;
+}
+
+export const updateClusterSteps = ['updateSettings', 'waitForUpgrade', 'verifyHealth', 'recordInventory'] as const;
+
+/**
+ * Updates a cluster's settings and, with a new Kubernetes version, upgrades it:
+ * Rancher rolls the control plane first, then the workers (`maxUnavailable` at
+ * a time); Kumo follows node by node and stops with the name of the first node
+ * that does not come back Ready. Cancelling stops the following, not Rancher's
+ * rollout, which would otherwise leave nodes half-way: the operation says so.
+ */
+export async function updateCluster(input: UpdateClusterInput): Promise<void> {
+  const steps = new Steps(updateClusterSteps);
+  setHandler(progressQuery, () => steps.snapshot());
+  const wait = proxyActivities<ClusterActivities>(timeouts.rancherWait(input.readyTimeoutSeconds));
+  await runOperation(input, steps, {
+    onSuccess: { clusterState: 'active' },
+    // A stalled or abandoned upgrade leaves nodes on two versions: flag the cluster.
+    ...(input.kubernetesVersion ? { onFailure: 'failed' as const } : {}),
+    async body() {
+      await steps.run('updateSettings', () =>
+        rancher.updateClusterSettings({
+          clusterId: input.clusterId,
+          rancherId: input.rancherId,
+          maxUnavailable: input.maxUnavailable,
+          ...(input.kubernetesVersion ? { kubernetesVersion: input.kubernetesVersion } : {}),
+          ...(input.description !== undefined ? { description: input.description } : {}),
+          ...(input.labels ? { labels: input.labels } : {}),
+        }),
+      );
+      const version = input.kubernetesVersion;
+      if (!version) {
+        steps.skip('waitForUpgrade', 'no version change');
+        steps.skip('verifyHealth', 'no version change');
+      } else {
+        await steps.run('waitForUpgrade', () =>
+          wait.waitForUpgrade({
+            operationId: input.operationId,
+            clusterId: input.clusterId,
+            rancherId: input.rancherId,
+            kubernetesVersion: version,
+            nodeTimeoutSeconds: input.nodeTimeoutSeconds,
+          }),
+        );
+        await steps.run('verifyHealth', () => wait.waitUntilHealthy({ operationId: input.operationId, rancherId: input.rancherId, timeoutSeconds: input.readyTimeoutSeconds }));
+      }
+      await steps.run('recordInventory', () => rancher.recordInventory({ clusterId: input.clusterId, rancherId: input.rancherId }));
+    },
+  });
+}
+
 export interface DeleteClusterInput extends Omit<ClusterOperationInput, 'rancherId'> {
   rancherId: string | null;
   timeoutSeconds: number;
@@ -373,7 +431,7 @@ async function runOperation<T>(
   options: {
     body: () => Promise<T>;
     onSuccess: { clusterState: ClusterState | 'removed' | null; nodePools?: NodePoolRecord[] };
-    /** The cluster's state after a failure (default: unchanged). */
+    /** The cluster's state after a failure or a cancellation (default: unchanged). */
     onFailure?: ClusterState;
     onCancel?: () => Promise<void>;
   },
@@ -394,7 +452,14 @@ async function runOperation<T>(
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(async () => {
         await options.onCancel?.();
-        await store.finishOperation({ operationId: input.operationId, clusterId: input.clusterId, status: 'cancelled', steps: steps.snapshot().steps, failure, clusterState: null });
+        await store.finishOperation({
+          operationId: input.operationId,
+          clusterId: input.clusterId,
+          status: 'cancelled',
+          steps: steps.snapshot().steps,
+          failure,
+          clusterState: options.onFailure ?? null,
+        });
       });
       throw err;
     }

@@ -1,2 +1,2 @@
 // The workflow bundle's entry point: every workflow type the worker serves.
-export { createCluster, deleteCluster, replaceNode, restoreFromSnapshot, scaleNodePool, scheduledSnapshot, takeSnapshot } from './cluster.js';
+export { createCluster, deleteCluster, replaceNode, restoreFromSnapshot, scaleNodePool, scheduledSnapshot, takeSnapshot, updateCluster } from './cluster.js';

@@ -9,6 +9,7 @@ import {
   ScaleRequestSchema,
   SnapshotRequestSchema,
   SnapshotScheduleSchema,
+  UpdateClusterSchema,
   type ClusterRecord,
   type ClusterState,
 } from '../../domain/cluster.js';
@@ -21,6 +22,7 @@ import {
   scaleDownSteps,
   scaleUpSteps,
   snapshotSteps,
+  updateClusterSteps,
   type CreateClusterInput,
 } from '../../workflows/cluster.js';
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
@@ -272,6 +274,14 @@ const replaceRoute = createRoute({
   request: { params: NodeParam, body: { required: false, content: { 'application/json': { schema: ReplaceNodeRequestSchema } } } },
   responses: OperationStarted,
 });
+const updateRoute = createRoute({
+  method: 'patch',
+  path: '/v1/clusters/{id}',
+  tags: ['clusters'],
+  summary: 'Update settings, or upgrade the Kubernetes version (control plane first, then workers; stops at the first node that does not come back Ready)',
+  request: { params: ClusterParam, ...json(UpdateClusterSchema) },
+  responses: OperationStarted,
+});
 const deleteRoute = createRoute({
   method: 'delete',
   path: '/v1/clusters/{id}',
@@ -407,6 +417,33 @@ export function clusterOperationRoutes(deps: ApiDeps) {
     return accepted(c, operation);
   });
 
+  app.openapi(updateRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const update = c.req.valid('json');
+    const cluster = await activeCluster(deps, id);
+    if (update.kubernetesVersion !== undefined) {
+      const order = compareVersions(update.kubernetesVersion, cluster.kubernetesVersion);
+      const refuse = (message: string) => new Problem(400, 'invalid-request', message, { errors: [{ field: 'kubernetesVersion', in: 'body', message }] });
+      if (order < 0) throw refuse(`${update.kubernetesVersion} is older than ${cluster.kubernetesVersion}; downgrades are not supported (restore a snapshot instead)`);
+      if (order === 0 && update.description === undefined && update.labels === undefined) throw refuse(`the cluster already runs ${cluster.kubernetesVersion}`);
+    }
+    const upgrade = update.kubernetesVersion !== undefined && update.kubernetesVersion !== cluster.kubernetesVersion;
+    const operation = await startClusterOperation(deps, cluster, 'cluster.update', 'updateCluster', updateClusterSteps, (operationId) => [
+      {
+        operationId,
+        clusterId: id,
+        rancherId: cluster.rancherId,
+        ...(upgrade ? { kubernetesVersion: update.kubernetesVersion } : {}),
+        ...(update.description !== undefined ? { description: update.description } : {}),
+        ...(update.labels ? { labels: update.labels } : {}),
+        maxUnavailable: update.maxUnavailable,
+        nodeTimeoutSeconds: update.nodeTimeoutSeconds,
+        readyTimeoutSeconds: deps.config.KUMO_CLUSTER_READY_TIMEOUT_S,
+      },
+    ], upgrade ? 'updating' : undefined);
+    return accepted(c, operation);
+  });
+
   app.openapi(deleteRoute, async (c) => {
     const { id } = c.req.valid('param');
     const cluster = await mustGetCluster(deps, id);
@@ -500,6 +537,17 @@ export function clusterOperationRoutes(deps: ApiDeps) {
   return app;
 }
 
+/** Orders two Kubernetes versions by their numbers (`v1.30.6-rancher1-1` < `v1.31.2-rancher1-1`). */
+function compareVersions(a: string, b: string): number {
+  const numbers = (version: string) => (version.match(/\d+/g) ?? []).map(Number);
+  const [x, y] = [numbers(a), numbers(b)];
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const diff = (x[i] ?? 0) - (y[i] ?? 0);
+    if (diff !== 0) return Math.sign(diff);
+  }
+  return 0;
+}
+
 /** The Temporal Schedule id of a cluster's snapshot schedule. */
 export function snapshotScheduleId(clusterId: string): string {
   return `cluster/${clusterId}/snapshots`;
@@ -540,10 +588,13 @@ async function mustGetCluster(deps: ApiDeps, id: string): Promise<ClusterRecord>
   return cluster;
 }
 
-/** A cluster that exists in Rancher and is active (or whose state allows an operation). */
+/**
+ * A cluster that exists in Rancher and is not in the middle of something: active,
+ * or failed (the last operation failed; fixing it takes these very operations).
+ */
 async function activeCluster(deps: ApiDeps, id: string): Promise<ClusterRecord & { rancherId: string }> {
   const cluster = await mustGetCluster(deps, id);
-  if (!cluster.rancherId || cluster.state !== 'active') {
+  if (!cluster.rancherId || (cluster.state !== 'active' && cluster.state !== 'failed')) {
     throw new Problem(409, 'cluster-not-active', `cluster "${id}" is ${cluster.state}; this needs an active cluster`, {
       ...(cluster.lastOperationId ? { operation: `/v1/operations/${cluster.lastOperationId}` } : {}),
     });
