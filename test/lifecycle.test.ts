@@ -300,20 +300,31 @@ describe('cluster lifecycle, over HTTP', () => {
     recordHistory(stack, 'deleteCluster', operation);
   });
 
-  test('with 30% of Rancher calls failing transiently, a scale and a replace still succeed', async () => {
+  test('with 30% of Rancher calls failing transiently, every operation still succeeds', async () => {
     const cluster = await createCluster('lc-faults');
+    await setSim({ nodeUpgradeMs: 300 });
     await stack.sim('/admin/faults', { body: { errorRate: 0.3 } });
+    const succeeds = async (what: string, path: string, body?: unknown, method = 'POST') => {
+      const operation = await waitForOperation(stack, await run(path, body, method), 120_000);
+      assert.equal(operation.status, 'succeeded', `${what}: ${JSON.stringify(operation.failure)}`);
+    };
     try {
-      const scale = await waitForOperation(stack, await run('/v1/clusters/lc-faults/nodepools/workers/scale', { quantity: 3 }), 120_000);
-      assert.equal(scale.status, 'succeeded', JSON.stringify(scale.failure));
+      await succeeds('scale', '/v1/clusters/lc-faults/nodepools/workers/scale', { quantity: 3 });
       const victim = cluster.nodes.find((node: any) => node.pool === 'workers');
-      const replace = await waitForOperation(stack, await run(`/v1/clusters/lc-faults/nodes/${victim.hostname}/replace`), 120_000);
-      assert.equal(replace.status, 'succeeded', JSON.stringify(replace.failure));
+      await succeeds('replace', `/v1/clusters/lc-faults/nodes/${victim.hostname}/replace`);
+      await succeeds('snapshot', '/v1/clusters/lc-faults/snapshots');
+      const snapshot = (await stack.api('/v1/clusters/lc-faults/snapshots')).body.items[0];
+      await succeeds('restore', '/v1/clusters/lc-faults/restore', { snapshot: snapshot.id });
+      await succeeds('upgrade', '/v1/clusters/lc-faults', { kubernetesVersion: 'v1.31.2-rancher1-1' }, 'PATCH');
+      const live = (await poolNodes(cluster.rancher.id, 'workers')).filter((node) => node.state !== 'removing');
+      assert.equal(live.length, 3);
+      await succeeds('delete', '/v1/clusters/lc-faults', undefined, 'DELETE');
     } finally {
       await stack.sim('/admin/faults', { method: 'DELETE' });
     }
-    const live = (await poolNodes(cluster.rancher.id, 'workers')).filter((node) => node.state !== 'removing');
-    assert.equal(live.length, 3);
+    const calls = await stack.sim('/admin/calls');
+    assert.ok(calls.recent.some((call: any) => call.status >= 500), 'faults were injected');
+    assert.equal((await stack.api('/v1/clusters/lc-faults')).status, 404);
   });
 
   test('a worker killed mid scale-down, mid replacement and mid restore: each completes, nothing done twice', async () => {

@@ -146,7 +146,7 @@ export function clusterRoutes(deps: ApiDeps) {
     let runId: string;
     try {
       // Bounded: with Temporal down the client would otherwise retry for long.
-      const handle = await deps.temporal.withDeadline(Date.now() + startDeadlineMs, () =>
+      const handle = await startFinishingFirst(deps, workflowId, () =>
         deps.temporal.workflow.start('createCluster', {
           taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
           workflowId,
@@ -658,7 +658,7 @@ async function startClusterOperation(
   if (!(await deps.store.startOperation(operation, cluster.id))) throw new Problem(404, 'not-found', `no cluster named "${cluster.id}"`);
   let runId: string;
   try {
-    const handle = await deps.temporal.withDeadline(Date.now() + startDeadlineMs, () =>
+    const handle = await startFinishingFirst(deps, workflowId, () =>
       deps.temporal.workflow.start(workflowType, {
         taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
         workflowId,
@@ -690,6 +690,30 @@ async function startClusterOperation(
   await deps.store.setOperationRun(operationId, runId);
   if (stateWhileRunning) await deps.store.updateCluster(cluster.id, { state: stateWhileRunning });
   return storedView(deps, { ...operation, runId });
+}
+
+/**
+ * Starts a workflow under a cluster's mutation id. An operation records its end
+ * in the store just before its workflow closes, so a client that saw it end
+ * may come back while Temporal still holds the id for a moment: then wait for
+ * that run to close (briefly) and start once more. A live operation is refused.
+ */
+async function startFinishingFirst<T>(deps: ApiDeps, workflowId: string, start: () => Promise<T>): Promise<T> {
+  const attempt = () => deps.temporal.withDeadline(Date.now() + startDeadlineMs, start);
+  try {
+    return await attempt();
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    const running = await runningOperationOf(deps, workflowId);
+    const record = running ? await deps.store.getOperation(running) : null;
+    if (!record || record.status === 'running') throw err;
+    try {
+      await deps.temporal.withDeadline(Date.now() + 5000, () => deps.temporal.workflow.getHandle(workflowId).result());
+    } catch {
+      // It closed as failed or cancelled (as its record says), or is slow to: try the start once more either way.
+    }
+    return attempt();
+  }
 }
 
 /** The operation id of the workflow running under `workflowId`, if one runs. */
