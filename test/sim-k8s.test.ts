@@ -717,8 +717,10 @@ describe("rancher simulator kubernetes api", () => {
       { name: "cp", quantity: 1, controlPlane: true, etcd: true },
     ]);
     await c.core.patchNode({ name: "w2", body: { spec: { unschedulable: true } } }, MERGE);
-    // Long enough windows that sampling every few tens of milliseconds sees each node in its window.
-    await api("PUT", "/admin/settings", { nodeUpgradeMs: 400 });
+    // Whole-second windows: Ready's lastTransitionTime has second precision, so with 1 s windows
+    // consecutive nodes' transitions are exactly one second apart, whatever the start time.
+    const upgradeMs = 1000;
+    await api("PUT", "/admin/settings", { nodeUpgradeMs: upgradeMs });
     const res = await api("PUT", `/v3/clusters/${c.clusterId}`, { rancherKubernetesEngineConfig: { kubernetesVersion: V131 } });
     assert.equal(res.status, 200);
     assert.equal(res.body.state, "updating");
@@ -728,32 +730,56 @@ describe("rancher simulator kubernetes api", () => {
     const pool = (await api("GET", `/v3/nodepools?clusterId=${c.clusterId}&name=w`)).body.data[0];
     await api("PUT", `/v3/nodepools/${pool.id}`, { quantity: 3 });
 
-    // Sample until done: which node is upgrading, and when each got the new version.
+    // Sample until done. Each listing is one consistent snapshot, so the checks below hold for
+    // whatever samples are taken: none of them relies on catching a node in its window.
+    const order = ["cp1", "w1", "w2"];
+    const transition = (node: k8s.V1Node): number => new Date(ready(node)?.lastTransitionTime ?? NaN).getTime();
     const upgradingSeen: string[] = [];
-    const upgradedAt = new Map<string, number>();
-    let sawCordonedWhileUpgrading = true;
+    const upgradingSince = new Map<string, number>();
     await waitFor(
       "upgrade finished",
       async () => {
         const nodes = (await c.core.listNode()).items;
-        for (const node of nodes) {
+        const byName = new Map(nodes.map((n) => [n.metadata?.name ?? "", n]));
+        // Nodes get the new version in order: the upgraded ones are a prefix of `order`.
+        const upgraded = order.map((name) => byName.get(name)?.status?.nodeInfo?.kubeletVersion === "v1.31.2");
+        assert.deepEqual(upgraded, [...upgraded].sort().reverse(), `upgraded in order: ${JSON.stringify(upgraded)}`);
+        const upgrading = nodes.filter((n) => ready(n)?.reason === "Upgrading");
+        assert.ok(upgrading.length <= 1, "one node at a time");
+        for (const node of upgrading) {
           const name = node.metadata?.name ?? "";
-          if (ready(node)?.reason === "Upgrading") {
-            if (upgradingSeen.at(-1) !== name) upgradingSeen.push(name);
-            if (node.spec?.unschedulable !== true) sawCordonedWhileUpgrading = false;
-            assert.equal(ready(node)?.status, "False");
-          }
-          if (node.status?.nodeInfo?.kubeletVersion === "v1.31.2" && !upgradedAt.has(name)) upgradedAt.set(name, Date.now());
+          // The node in its window is the first one not upgraded yet, cordoned and NotReady.
+          assert.equal(name, order[upgraded.indexOf(false)]);
+          assert.equal(node.status?.nodeInfo?.kubeletVersion, "v1.30.6");
+          assert.equal(node.spec?.unschedulable, true, "nodes are cordoned while they upgrade");
+          assert.equal(ready(node)?.status, "False");
+          if (upgradingSeen.at(-1) !== name) upgradingSeen.push(name);
+          upgradingSince.set(name, transition(node));
         }
+        const added = byName.get("w3");
+        if (added !== undefined) assert.equal(added.status?.nodeInfo?.kubeletVersion, "v1.31.2", "the node added meanwhile comes up new");
         return cluster(c.clusterId);
       },
       (x) => x.state === "active",
-      6000,
+      20000,
     );
-    assert.deepEqual(upgradingSeen, ["cp1", "w1", "w2"]);
-    assert.ok(sawCordonedWhileUpgrading, "nodes are cordoned while they upgrade");
-    assert.ok((upgradedAt.get("cp1") ?? Infinity) <= (upgradedAt.get("w1") ?? 0), "cp1 has the new version no later than w1");
-    assert.ok((upgradedAt.get("w1") ?? Infinity) <= (upgradedAt.get("w2") ?? 0), "w1 has the new version no later than w2");
+    // Whatever windows were sampled were seen in order.
+    assert.deepEqual(upgradingSeen, order.filter((name) => upgradingSeen.includes(name)));
+
+    // The order itself, from the times the simulator derives: each node became Ready again
+    // (with the new version) one window after the previous one, and started its window then.
+    const done = new Map((await c.core.listNode()).items.map((n) => [n.metadata?.name ?? "", n]));
+    const readyAt = (name: string): number => transition(done.get(name) as k8s.V1Node);
+    assert.equal(readyAt("w1") - readyAt("cp1"), upgradeMs, "w1 is upgraded one window after cp1");
+    assert.equal(readyAt("w2") - readyAt("w1"), upgradeMs, "w2 is upgraded one window after w1");
+    for (const [name, since] of upgradingSince) {
+      const previous = order[order.indexOf(name) - 1];
+      if (previous !== undefined) assert.equal(since, readyAt(previous), `${name} started its window when ${previous} finished`);
+      else assert.equal(since, readyAt(name) - upgradeMs);
+    }
+    // The node added during the upgrade never went NotReady after registering: it needed no upgrade.
+    const w3 = done.get("w3") as k8s.V1Node;
+    assert.equal(transition(w3), new Date(w3.metadata?.creationTimestamp ?? NaN).getTime());
     assert.ok(!upgradingSeen.includes("w3"), "the node added during the upgrade did not need one");
 
     const final = await cluster(c.clusterId);
