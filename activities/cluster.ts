@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { activityInfo, Context, heartbeat } from '@temporalio/activity';
 import { kubeletVersionOf, type ClusterSpec, type ClusterState, type NodePoolRecord, type NodeRecord, type NodeRole } from '../domain/cluster.js';
 import { ProviderError } from '../domain/errors.js';
-import type { OperationFailure, OperationKind, OperationStatus, StepRecord } from '../domain/operation.js';
+import { newClusterOperation, type OperationFailure, type OperationKind, type OperationStatus, type StepRecord } from '../domain/operation.js';
 import { isNodeReady, type Rancher, type RancherCluster, type RancherEtcdBackup, type RancherNode, type RancherNodePool } from '../providers/rancher.js';
 import type { Kube } from '../providers/kube.js';
 import type { SnapshotRecord, Store } from '../store/index.js';
@@ -490,22 +490,16 @@ export const createClusterActivities = ({ rancher, store, kubeFor, pollIntervalM
       if (cluster.state !== 'active') return { skipped: `cluster ${input.clusterId} is ${cluster.state}` };
       const operationId = `op-sched-${createHash('sha256').update(input.workflowId).digest('hex').slice(0, 16)}`;
       if (!(await store.getOperation(operationId))) {
-        await store.startOperation(
-          {
-            id: operationId,
-            kind: input.kind,
-            target: `cluster/${input.clusterId}`,
-            status: 'running',
-            step: null,
-            steps: input.steps.map((name) => ({ name, status: 'pending' })),
-            startedAt: new Date().toISOString(),
-            finishedAt: null,
-            failure: null,
-            workflowId: input.workflowId,
-            runId: input.runId,
-          },
-          input.clusterId,
-        );
+        const operation = newClusterOperation({
+          id: operationId,
+          kind: input.kind,
+          clusterId: input.clusterId,
+          steps: input.steps,
+          startedAt: new Date().toISOString(),
+          workflowId: input.workflowId,
+          runId: input.runId,
+        });
+        await store.startOperation(operation, input.clusterId);
       }
       return { operationId, rancherId: cluster.rancherId };
     },

@@ -73,3 +73,31 @@ export const searchAttributes = {
   kind: 'KumoKind',
   target: 'KumoTarget',
 } as const;
+
+/**
+ * A new running operation on a cluster, every step pending.
+ * @example const op = newClusterOperation({ id, kind: 'cluster.scale', clusterId: 'prod', steps: scaleUpSteps, startedAt });
+ */
+export function newClusterOperation(input: {
+  id: string;
+  kind: OperationKind;
+  clusterId: string;
+  steps: readonly string[];
+  startedAt: string;
+  workflowId?: string;
+  runId?: string | null;
+}): OperationRecord {
+  return {
+    id: input.id,
+    kind: input.kind,
+    target: `cluster/${input.clusterId}`,
+    status: 'running',
+    step: null,
+    steps: input.steps.map((name) => ({ name, status: 'pending' as const })),
+    startedAt: input.startedAt,
+    finishedAt: null,
+    failure: null,
+    workflowId: input.workflowId ?? clusterMutationWorkflowId(input.clusterId),
+    runId: input.runId ?? null,
+  };
+}

@@ -13,7 +13,7 @@ import {
   type ClusterRecord,
   type ClusterState,
 } from '../../domain/cluster.js';
-import { clusterMutationWorkflowId, searchAttributes, type OperationKind, type OperationRecord } from '../../domain/operation.js';
+import { newClusterOperation, searchAttributes, type OperationKind, type OperationRecord } from '../../domain/operation.js';
 import {
   createClusterSteps,
   deleteClusterSteps,
@@ -97,7 +97,6 @@ export function clusterRoutes(deps: ApiDeps) {
     const spec = c.req.valid('json');
     const now = new Date().toISOString();
     const operationId = newOperationId();
-    const workflowId = clusterMutationWorkflowId(spec.name);
     const cluster: ClusterRecord = {
       id: spec.name,
       name: spec.name,
@@ -114,19 +113,7 @@ export function clusterRoutes(deps: ApiDeps) {
       createdAt: now,
       updatedAt: now,
     };
-    const operation: OperationRecord = {
-      id: operationId,
-      kind: 'cluster.create',
-      target: `cluster/${spec.name}`,
-      status: 'running',
-      step: null,
-      steps: createClusterSteps.map((name) => ({ name, status: 'pending' as const })),
-      startedAt: now,
-      finishedAt: null,
-      failure: null,
-      workflowId,
-      runId: null,
-    };
+    const operation = newClusterOperation({ id: operationId, kind: 'cluster.create', clusterId: spec.name, steps: createClusterSteps, startedAt: now });
 
     const recorded = await deps.store.createCluster(cluster, operation);
     if (!recorded.created) {
@@ -146,22 +133,7 @@ export function clusterRoutes(deps: ApiDeps) {
     let runId: string;
     try {
       // Bounded: with Temporal down the client would otherwise retry for long.
-      const handle = await startFinishingFirst(deps, workflowId, () =>
-        deps.temporal.workflow.start('createCluster', {
-          taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
-          workflowId,
-          args: [input],
-          // One mutating operation per cluster: Temporal refuses a second live
-          // workflow with this id, and allows it again once the first has closed.
-          workflowIdConflictPolicy: 'FAIL',
-          workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-          searchAttributes: {
-            [searchAttributes.operationId]: [operationId],
-            [searchAttributes.kind]: ['cluster.create'],
-            [searchAttributes.target]: [operation.target],
-          },
-        }),
-      );
+      const handle = await startOperationWorkflow(deps, 'createCluster', operation, [input]);
       runId = handle.firstExecutionRunId;
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
@@ -170,7 +142,7 @@ export function clusterRoutes(deps: ApiDeps) {
       }
       // A timeout is ambiguous: the start may have reached Temporal. Keep the
       // records if our run exists, so a running workflow never loses its operation.
-      const started = await startedRunOf(deps, workflowId, operationId);
+      const started = await startedRunOf(deps, operation.workflowId, operationId);
       if (!started) {
         await deps.store.forgetClusterCreation(spec.name, operationId, recorded.previous);
         throw new Problem(503, 'temporal-unavailable', `the operation could not be started, Temporal did not answer: ${err instanceof Error ? err.message : String(err)}`);
@@ -641,44 +613,18 @@ async function startClusterOperation(
   stateWhileRunning?: ClusterState,
 ): Promise<ReturnType<typeof storedView>> {
   const operationId = newOperationId();
-  const workflowId = clusterMutationWorkflowId(cluster.id);
-  const operation: OperationRecord = {
-    id: operationId,
-    kind,
-    target: `cluster/${cluster.id}`,
-    status: 'running',
-    step: null,
-    steps: steps.map((name) => ({ name, status: 'pending' as const })),
-    startedAt: new Date().toISOString(),
-    finishedAt: null,
-    failure: null,
-    workflowId,
-    runId: null,
-  };
+  const operation = newClusterOperation({ id: operationId, kind, clusterId: cluster.id, steps, startedAt: new Date().toISOString() });
   if (!(await deps.store.startOperation(operation, cluster.id))) throw new Problem(404, 'not-found', `no cluster named "${cluster.id}"`);
   let runId: string;
   try {
-    const handle = await startFinishingFirst(deps, workflowId, () =>
-      deps.temporal.workflow.start(workflowType, {
-        taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
-        workflowId,
-        args: args(operationId),
-        workflowIdConflictPolicy: 'FAIL',
-        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-        searchAttributes: {
-          [searchAttributes.operationId]: [operationId],
-          [searchAttributes.kind]: [kind],
-          [searchAttributes.target]: [operation.target],
-        },
-      }),
-    );
+    const handle = await startOperationWorkflow(deps, workflowType, operation, args(operationId));
     runId = handle.firstExecutionRunId;
   } catch (err) {
-    const started = err instanceof WorkflowExecutionAlreadyStartedError ? null : await startedRunOf(deps, workflowId, operationId);
+    const started = err instanceof WorkflowExecutionAlreadyStartedError ? null : await startedRunOf(deps, operation.workflowId, operationId);
     if (!started) {
       await deps.store.forgetOperation(operationId, cluster.id, cluster.lastOperationId);
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
-        const running = await runningOperationOf(deps, workflowId);
+        const running = await runningOperationOf(deps, operation.workflowId);
         throw new Problem(409, 'operation-running', `operation ${running ?? '(unknown)'} is running on cluster "${cluster.id}"; one mutating operation at a time`, {
           ...(running ? { operation: `/v1/operations/${running}` } : {}),
         });
@@ -690,6 +636,28 @@ async function startClusterOperation(
   await deps.store.setOperationRun(operationId, runId);
   if (stateWhileRunning) await deps.store.updateCluster(cluster.id, { state: stateWhileRunning });
   return storedView(deps, { ...operation, runId });
+}
+
+/**
+ * Starts an operation's workflow under the cluster's mutation id, tagged with
+ * Kumo's search attributes. One mutating operation per cluster: Temporal refuses
+ * a second live workflow with this id, and allows it again once the first closed.
+ */
+function startOperationWorkflow(deps: ApiDeps, workflowType: string, operation: OperationRecord, args: unknown[]) {
+  return startFinishingFirst(deps, operation.workflowId, () =>
+    deps.temporal.workflow.start(workflowType, {
+      taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
+      workflowId: operation.workflowId,
+      args,
+      workflowIdConflictPolicy: 'FAIL',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      searchAttributes: {
+        [searchAttributes.operationId]: [operation.id],
+        [searchAttributes.kind]: [operation.kind],
+        [searchAttributes.target]: [operation.target],
+      },
+    }),
+  );
 }
 
 /**
