@@ -8,6 +8,9 @@ import type { Kube } from '../providers/kube.js';
 import type { SnapshotRecord, Store } from '../store/index.js';
 import { classified } from './failure.js';
 
+/** The ConfigMap each Kumo snapshot captures, naming the snapshot (see markSnapshot). */
+export const snapshotMarker = { namespace: 'kube-system', name: 'kumo-snapshot-marker' } as const;
+
 /** Labels and annotations on every Rancher object Kumo creates, so a retry can find its own work. */
 export const kumoLabels = {
   cluster: 'kumo.io/cluster',
@@ -413,6 +416,33 @@ export const createClusterActivities = ({ rancher, store, kubeFor, pollIntervalM
     /** Forgets a deleted cluster: its record and its snapshots. Its operations stay, for the audit trail. */
     async removeClusterRecord({ clusterId }: { clusterId: string }): Promise<void> {
       await store.removeCluster(clusterId);
+    },
+
+    /**
+     * Writes the marker a snapshot will capture (ConfigMap kube-system/kumo-snapshot-marker
+     * naming it), so a restore can check that this snapshot's state is what came back.
+     */
+    async markSnapshot({ rancherId, name }: { rancherId: string; name: string }): Promise<void> {
+      const kube = await kubeFor(rancherId);
+      await kube.putConfigMap(snapshotMarker.namespace, snapshotMarker.name, { snapshot: name });
+    },
+
+    /**
+     * Checks after a restore that the cluster holds the state the snapshot captured:
+     * the marker written just before it was taken must name it. Snapshots Kumo
+     * did not take have no marker to check, and say so.
+     */
+    async verifyRestored({ rancherId, snapshotName }: { rancherId: string; snapshotName: string }): Promise<{ verified: boolean; detail: string }> {
+      if (!snapshotName.startsWith('kumo-')) return { verified: false, detail: 'snapshot not taken by Kumo: no marker to check' };
+      const kube = await kubeFor(rancherId);
+      const marker = await kube.getConfigMap(snapshotMarker.namespace, snapshotMarker.name);
+      if (marker?.snapshot !== snapshotName) {
+        throw new ProviderError(
+          'VerificationFailed',
+          `the cluster does not hold the state of snapshot ${snapshotName}: its marker names ${marker?.snapshot ?? 'nothing'}`,
+        );
+      }
+      return { verified: true, detail: `marker of ${snapshotName} is back` };
     },
 
     /** Takes an etcd snapshot named after the operation, or finds the one an earlier attempt took. */

@@ -18,6 +18,8 @@ export const failureTypes = [
   'Transient',
   /** A wait ran past its deadline (e.g. nodes never became ready). */
   'Timeout',
+  /** An operation finished but its result is not what it should be (e.g. a restore brought back other state). */
+  'VerificationFailed',
   /** The operation was cancelled by a user. */
   'Cancelled',
   /** Anything unclassified: a bug to look at. */
@@ -34,6 +36,7 @@ export const nonRetryableFailureTypes: readonly FailureType[] = [
   'Unauthorized',
   'AlreadyExists',
   'Timeout',
+  'VerificationFailed',
   'Cancelled',
 ];
 

@@ -19,6 +19,10 @@ export interface Kube {
   setUnschedulable(name: string, unschedulable: boolean): Promise<void>;
   /** Pods bound to a node, except mirror and DaemonSet pods (a drain leaves those). */
   listEvictablePods(node: string): Promise<Array<{ namespace: string; name: string }>>;
+  /** Creates or replaces a ConfigMap's data. */
+  putConfigMap(namespace: string, name: string, data: Record<string, string>): Promise<void>;
+  /** A ConfigMap's data, or null when there is none. */
+  getConfigMap(namespace: string, name: string): Promise<Record<string, string> | null>;
   /** Asks to evict a pod; `blocked` when a PodDisruptionBudget refuses for now. */
   evictPod(namespace: string, name: string): Promise<'evicted' | 'blocked' | 'gone'>;
 }
@@ -86,6 +90,23 @@ export function createKubeClient(kubeconfig: string, timeoutMs: number): Kube {
         .filter((pod: V1Pod) => !pod.metadata?.ownerReferences?.some((owner) => owner.kind === 'DaemonSet'))
         .filter((pod: V1Pod) => !pod.metadata?.annotations?.['kubernetes.io/config.mirror'])
         .map((pod: V1Pod) => ({ namespace: pod.metadata?.namespace ?? 'default', name: pod.metadata?.name ?? '' }));
+    },
+    async putConfigMap(namespace, name, data) {
+      const body = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data };
+      try {
+        await call(`create configmap ${namespace}/${name}`, () => core.createNamespacedConfigMap({ namespace, body }));
+      } catch (err) {
+        if (!(err instanceof ProviderError && err.details.status === 409)) throw err;
+        await call(`replace configmap ${namespace}/${name}`, () => core.replaceNamespacedConfigMap({ name, namespace, body }));
+      }
+    },
+    async getConfigMap(namespace, name) {
+      try {
+        return (await call(`get configmap ${namespace}/${name}`, () => core.readNamespacedConfigMap({ name, namespace }))).data ?? {};
+      } catch (err) {
+        if (err instanceof ProviderError && err.type === 'NotFound') return null;
+        throw err;
+      }
     },
     async evictPod(namespace, name) {
       try {

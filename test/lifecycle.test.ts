@@ -172,7 +172,7 @@ describe('cluster lifecycle, over HTTP', () => {
     assert.equal(snap.status, 'succeeded', JSON.stringify(snap.failure));
     const snapshots = (await stack.api('/v1/clusters/lc-restore/snapshots')).body.items;
     assert.equal(snapshots.length, 1);
-    recordHistory(stack, 'takeSnapshot', snap);
+    recordHistory(stack, 'takeSnapshot-marked', snap);
     await core.createNamespace({ body: { metadata: { name: 'after-snapshot' } } });
     await core.deleteNamespace({ name: 'before-snapshot' });
 
@@ -182,7 +182,8 @@ describe('cluster lifecycle, over HTTP', () => {
     assert.ok(names.includes('before-snapshot'));
     assert.ok(!names.includes('after-snapshot'));
     assert.equal((await stack.api('/v1/clusters/lc-restore')).body.state, 'active');
-    recordHistory(stack, 'restoreFromSnapshot', restore);
+    assert.equal(restore.steps.find((step: any) => step.name === 'verifyRestored').status, 'succeeded', 'the marker the snapshot captured is back');
+    recordHistory(stack, 'restoreFromSnapshot-verified', restore);
 
     // A snapshot of another cluster, or none at all, is refused before anything runs.
     await createCluster('lc-other');

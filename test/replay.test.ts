@@ -19,7 +19,7 @@ const histories = readdirSync(historiesDir)
 const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error };
 
 describe('replay of saved workflow histories', () => {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  Runtime.install({ logger: new DefaultLogger('ERROR'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' }, forward: {} } } });
 
   test('there is a saved history for every workflow type', async () => {
     const types = new Set(

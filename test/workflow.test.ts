@@ -42,7 +42,7 @@ describe('createCluster on the real Temporal dev server', () => {
 
   before(async () => {
     // Failed attempts are the point of several tests here: keep the SDK's warnings out of the output.
-    Runtime.install({ logger: new DefaultLogger('ERROR') });
+    Runtime.install({ logger: new DefaultLogger('ERROR'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' }, forward: {} } } });
     dir = mkdtempSync(join(tmpdir(), 'kumo-wf-'));
     env = await TestWorkflowEnvironment.createLocal({
       server: { executable: { type: 'existing-path', path: temporalCli() }, extraArgs: ['--log-level', 'error'] },

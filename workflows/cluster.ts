@@ -3,6 +3,7 @@ import {
   CancellationScope,
   defineQuery,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -363,7 +364,7 @@ export interface SnapshotInput extends ClusterOperationInput {
   retention: number | null;
 }
 
-export const snapshotSteps = ['takeSnapshot', 'waitForSnapshot', 'prune'] as const;
+export const snapshotSteps = ['markSnapshot', 'takeSnapshot', 'waitForSnapshot', 'prune'] as const;
 
 /** Takes an etcd snapshot now (named after the operation, so a retry finds it), then prunes to the retention. */
 export async function takeSnapshot(input: SnapshotInput): Promise<{ snapshot: string; pruned: string[] }> {
@@ -374,6 +375,12 @@ export async function takeSnapshot(input: SnapshotInput): Promise<{ snapshot: st
     onSuccess: { clusterState: null },
     async body() {
       const name = `kumo-${input.operationId}`;
+      // Runs started before the marker existed replay without it.
+      if (patched('snapshot-marker')) {
+        await steps.run('markSnapshot', () => rancher.markSnapshot({ rancherId: input.rancherId, name }));
+      } else {
+        steps.skip('markSnapshot', 'started before snapshot markers');
+      }
       const backup = await steps.run('takeSnapshot', () => rancher.takeSnapshot({ clusterId: input.clusterId, rancherId: input.rancherId, name }));
       await steps.run('waitForSnapshot', () => wait.waitForSnapshot({ backupId: backup.id, timeoutSeconds: 600 }));
       const { deleted } = await steps.run('prune', () => rancher.pruneSnapshots({ clusterId: input.clusterId, rancherId: input.rancherId, retention: input.retention }));
@@ -387,12 +394,13 @@ export interface RestoreInput extends ClusterOperationInput {
   readyTimeoutSeconds: number;
 }
 
-export const restoreSteps = ['verifySnapshot', 'startRestore', 'waitUntilActive', 'verifyHealth', 'recordInventory'] as const;
+export const restoreSteps = ['verifySnapshot', 'startRestore', 'waitUntilActive', 'verifyHealth', 'verifyRestored', 'recordInventory'] as const;
 
 /**
  * Restores the whole cluster from an etcd snapshot: check the snapshot exists,
  * belongs to this cluster and is complete; start Rancher's restore; wait (with
- * a timeout) until the cluster is active again and healthy. A restore stuck in
+ * a timeout) until the cluster is active again and healthy; then check that the
+ * marker the snapshot captured is back, i.e. the state is the snapshot's. A restore stuck in
  * Rancher ends as a Timeout failure, never a silent loop.
  */
 export async function restoreFromSnapshot(input: RestoreInput): Promise<void> {
@@ -416,6 +424,13 @@ export async function restoreFromSnapshot(input: RestoreInput): Promise<void> {
         }),
       );
       await steps.run('verifyHealth', () => wait.waitUntilHealthy({ operationId: input.operationId, rancherId: input.rancherId, timeoutSeconds: input.readyTimeoutSeconds }));
+      // Runs started before restores were verified replay without it.
+      if (patched('restore-verify-marker')) {
+        const check = await steps.run('verifyRestored', () => rancher.verifyRestored({ rancherId: input.rancherId, snapshotName: name }));
+        if (!check.verified) steps.skip('verifyRestored', check.detail);
+      } else {
+        steps.skip('verifyRestored', 'started before restores were verified');
+      }
       await steps.run('recordInventory', () => rancher.recordInventory({ clusterId: input.clusterId, rancherId: input.rancherId }));
     },
   });
