@@ -6,5 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "type check (tsc --noEmit)"
 npx tsc --noEmit -p .
+echo "lint (eslint: layers, determinism of workflows, floating promises)"
+npx eslint .
 mapfile -t files < <(find test -name '*.test.ts' -not -path '*/fixtures/*' | sort)
 exec node --import tsx --test --test-concurrency=2 --test-reporter=spec "${files[@]}"

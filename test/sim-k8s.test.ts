@@ -23,7 +23,7 @@ const MERGE = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch)
 const STRATEGIC = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.StrategicMergePatch);
 
 // Response bodies are free-form JSON; the assertions below check their shape.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 type Json = any;
 interface Res {
   status: number;
@@ -311,7 +311,7 @@ describe("rancher simulator kubernetes api", () => {
     const set = await api("PUT", `/admin/nodes/${n1.id}/faults`, { notReady: true });
     assert.equal(set.status, 200);
     assert.equal(set.body.notReady, true);
-    let cond = ready(await c.core.readNode({ name: "n1" }));
+    const cond = ready(await c.core.readNode({ name: "n1" }));
     assert.equal(cond?.status, "False");
     assert.equal(cond?.reason, "KubeletNotReady");
     let rancher = await rancherNode(c.clusterId, "n1");

@@ -11,7 +11,7 @@ const FAST = { clusterProvisionMs: 150, nodeBootMs: 200, nodeRemoveMs: 100 };
 const VERSION = "v1.30.6-rancher1-1";
 
 // Response bodies are free-form JSON; the assertions below check their shape.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 type Json = any;
 interface Res {
   status: number;
