@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createClusterActivities } from '../activities/cluster.js';
 import type { Config } from '../domain/config.js';
+import { ProviderError } from '../domain/errors.js';
 import { createKubeClient, type Kube } from '../providers/kube.js';
 import { createRancherClient, type Rancher } from '../providers/rancher.js';
 import type { Store } from '../store/index.js';
@@ -50,11 +51,34 @@ export function kubeClients(rancher: Rancher, timeoutMs: number): (rancherId: st
   return (rancherId) => {
     let client = clients.get(rancherId);
     if (!client) {
-      client = rancher.generateKubeconfig(rancherId).then((kubeconfig) => createKubeClient(kubeconfig, timeoutMs));
+      client = rancher
+        .generateKubeconfig(rancherId)
+        .then((kubeconfig) => forgetOnUnauthorized(createKubeClient(kubeconfig, timeoutMs), () => clients.delete(rancherId)));
       // A failed fetch must not stick: the next call tries again.
       client.catch(() => clients.delete(rancherId));
       clients.set(rancherId, client);
     }
     return client;
   };
+}
+
+/**
+ * Wraps a client so that a 401 (the kubeconfig's token was revoked or rotated)
+ * drops it from the cache and is retried: the retry fetches a fresh kubeconfig.
+ */
+function forgetOnUnauthorized(kube: Kube, forget: () => void): Kube {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(kube) as Array<[string, (...args: unknown[]) => Promise<unknown>]>) {
+    wrapped[name] = async (...args: unknown[]) => {
+      try {
+        return await fn(...args);
+      } catch (err) {
+        if (!(err instanceof ProviderError && err.type === 'Unauthorized')) throw err;
+        forget();
+        // Retryable now: the next attempt asks Rancher for a fresh kubeconfig.
+        throw new ProviderError('Transient', `${err.message} (kubeconfig refused; a fresh one is fetched on retry)`, err.details);
+      }
+    };
+  }
+  return wrapped as unknown as Kube;
 }
