@@ -69,8 +69,10 @@ export function createHelmClient(options: { binary: string; kubeconfig: string; 
           (err, stdout, stderr) => {
             if (!err) return resolve(stdout);
             const killed = (err as { killed?: boolean }).killed;
-            const message = (stderr || err.message).replace(kubeconfig, '<kubeconfig>').trim().split('\n').slice(-3).join(' ');
-            reject(new ProviderError(killed ? 'Timeout' : classifyHelmError(message), `helm ${what}: ${killed ? `timed out after ${timeoutMs} ms` : message}`));
+            const full = (stderr || err.message).split(kubeconfig).join('<kubeconfig>').trim();
+            // Keep the message whole but bounded: schema errors list one field a line.
+            const message = full.replace(/^Error: /, '').split('\n').slice(0, 12).join(' ').slice(0, 2000);
+            reject(new ProviderError(killed ? 'Timeout' : classifyHelmError(full), `helm ${what}: ${killed ? `timed out after ${timeoutMs} ms` : message}`));
           },
         );
       });

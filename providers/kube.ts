@@ -1,4 +1,4 @@
-import { ApiException, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, Health, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { ProviderError } from '../domain/errors.js';
 import { classifyHttpStatus } from './http.js';
 
@@ -36,7 +36,7 @@ export function createKubeClient(kubeconfig: string, timeoutMs: number): Kube {
   const config = new KubeConfig();
   config.loadFromString(kubeconfig);
   const core = config.makeApiClient(CoreV1Api);
-  const server = config.getCurrentCluster()?.server ?? '';
+  const health = new Health(config);
 
   const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
     let timer: NodeJS.Timeout | undefined;
@@ -56,12 +56,9 @@ export function createKubeClient(kubeconfig: string, timeoutMs: number): Kube {
 
   return {
     async livez() {
+      // Through client-node, so the kubeconfig's TLS settings (certificate-authority-data) apply.
       try {
-        const response = await fetch(`${server}/livez`, {
-          headers: authHeaders(config),
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-        return response.ok;
+        return await health.livez({ signal: AbortSignal.timeout(timeoutMs) });
       } catch {
         return false;
       }
@@ -134,11 +131,6 @@ function toKubeNode(node: V1Node): KubeNode {
     lastHeartbeat: heartbeat ? new Date(heartbeat).toISOString() : null,
     kubeletVersion: node.status?.nodeInfo?.kubeletVersion ?? null,
   };
-}
-
-function authHeaders(config: KubeConfig): Record<string, string> {
-  const token = config.getCurrentUser()?.token;
-  return token ? { authorization: `Bearer ${token}` } : {};
 }
 
 /** Maps a client-node failure to a typed error; the message never carries the kubeconfig. */

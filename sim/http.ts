@@ -127,7 +127,12 @@ export function codeForStatus(status: number): string {
  * Reads the request body up to `limit` bytes. The whole body is always
  * consumed (even when too large) so keep-alive connections stay usable.
  */
-export function readBody(req: IncomingMessage, limit: number): Promise<string> {
+export async function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  return (await readBodyBytes(req, limit)).toString("utf8");
+}
+
+/** The request body as bytes (for binary bodies such as protobuf). */
+export function readBodyBytes(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -145,7 +150,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
     req.on("end", () => {
       settled = true;
       if (tooLarge) reject(new NormanError(413, "InvalidBodyContent", `request body is larger than ${limit} bytes`));
-      else resolve(Buffer.concat(chunks).toString("utf8"));
+      else resolve(Buffer.concat(chunks));
     });
     req.on("error", (err) => {
       if (!settled) reject(err);

@@ -10,6 +10,7 @@ import { notFound } from "./kube.js";
 import { discoveryEntries } from "./kube-resources.js";
 import { parseFieldSelector, parseLabelSelector } from "./kube-util.js";
 import { gitVersionOf, type RancherModel } from "./model.js";
+import { openApiDocument, openApiIndex } from "./openapi.js";
 import type { StoredCluster } from "./state.js";
 
 export interface K8sRequest {
@@ -96,6 +97,7 @@ export class K8sRoutes {
       if (req.method !== "GET") throw methodNotAllowed();
       return ok(this.version(cluster, now));
     }
+    if (first === "openapi" && rest[1] === "v3") return this.getOnly(req, () => this.openApi(cluster, rest.slice(2), now));
     if (first === "api") {
       if (rest.length === 1) return this.getOnly(req, () => this.apiVersions(req.host));
       if (rest[1] !== "v1") throw resourceNotFound();
@@ -138,6 +140,18 @@ export class K8sRoutes {
       compiler: "gc",
       platform: "linux/amd64",
     };
+  }
+
+  /** `/openapi/v3` (the index) and `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`; the `hash` parameter is not checked. */
+  private openApi(cluster: StoredCluster, path: string[], now: number): unknown {
+    const defs = this.kube.resources(cluster);
+    const gitVersion = gitVersionOf(this.model.apiServerVersion(cluster, now));
+    if (path.length === 0) return openApiIndex(defs, gitVersion);
+    let doc: unknown;
+    if (path[0] === "api" && path.length === 2) doc = openApiDocument(defs, "", path[1] ?? "", gitVersion);
+    else if (path[0] === "apis" && path.length === 3) doc = openApiDocument(defs, path[1] ?? "", path[2] ?? "", gitVersion);
+    if (doc === undefined) throw resourceNotFound();
+    return doc;
   }
 
   private apiVersions(host: string): Record<string, unknown> {

@@ -4,8 +4,10 @@
  * the Rancher nodes, pods with a tiny scheduler and kubelet, eviction with
  * PodDisruptionBudgets, a little garbage collection, and watch streams.
  *
- * It runs no controllers beyond that: Deployments and friends get a status
- * that says they are rolled out, but no ReplicaSets or pods are made for them.
+ * Beyond that, controllers only pretend: Deployments and friends get a status
+ * that says they are rolled out; a Deployment gets its ReplicaSets (one per
+ * pod template, the current one scaled up, the others to 0), but no pods are
+ * made for either.
  */
 import { createHash, randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
@@ -55,6 +57,13 @@ const NODES_KEY = resourceKey(NODES);
 const PODS_KEY = resourceKey(PODS);
 const NAMESPACES_KEY = resourceKey(NAMESPACES);
 const PDBS_KEY = "policy/poddisruptionbudgets";
+const DEPLOYMENTS_KEY = "apps/deployments";
+const REPLICASETS = STATIC_RESOURCES.find((d) => d.group === "apps" && d.plural === "replicasets") as ResourceDef;
+const REPLICASETS_KEY = resourceKey(REPLICASETS);
+const HASH_LABEL = "pod-template-hash";
+const REVISION_ANNOTATION = "deployment.kubernetes.io/revision";
+/** Characters of Kubernetes' rand.SafeEncodeString, which makes pod-template-hash values. */
+const SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789";
 const CRDS_KEY = "apiextensions.k8s.io/customresourcedefinitions";
 
 function meta(obj: Obj): Obj {
@@ -132,6 +141,40 @@ function intOrPercent(value: unknown, total: number): number | undefined {
     if (/^\d+$/.test(value)) return Number(value);
   }
   return undefined;
+}
+
+/** A pod template without the pod-template-hash label, for comparing a Deployment's template with its ReplicaSets'. */
+function templateKey(template: unknown): string {
+  const t: Obj = isPlainObject(template) ? structuredClone(template) : {};
+  const m = isPlainObject(t.metadata) ? t.metadata : {};
+  if (isPlainObject(m.labels)) {
+    delete m.labels[HASH_LABEL];
+    if (Object.keys(m.labels).length === 0) delete m.labels;
+  }
+  if (Object.keys(m).length === 0) delete t.metadata;
+  else t.metadata = m;
+  return stableStringify(t);
+}
+
+/** The pod-template-hash of a template, shaped like Kubernetes' (FNV-32a, then SafeEncodeString of its decimal form). */
+function podTemplateHash(template: unknown, collisionCount: number): string {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(`${templateKey(template)}#${collisionCount}`, "utf8")) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return [...String(hash)].map((c) => SAFE_ALPHABET[c.charCodeAt(0) % SAFE_ALPHABET.length]).join("");
+}
+
+function controlledBy(obj: Obj, uid: string): boolean {
+  const refs = meta(obj).ownerReferences;
+  return Array.isArray(refs) && refs.some((r) => isPlainObject(r) && r.uid === uid && r.controller === true);
+}
+
+function revisionOf(obj: Obj): number {
+  const annotations = meta(obj).annotations;
+  const value = isPlainObject(annotations) ? Number(annotations[REVISION_ANNOTATION]) : NaN;
+  return Number.isInteger(value) && value > 0 ? value : 0;
 }
 
 interface Toleration {
@@ -319,15 +362,18 @@ export class KubeApi {
     m.creationTimestamp = rfc3339(now);
     m.generation = 1;
     if (def.status) delete obj.status;
+    this.defaults(def, obj);
     this.admit(cluster, def, obj, null, now);
     if (opts.dryRun) {
       m.resourceVersion = String(this.data.kubeResourceVersion);
       return this.present(cluster, def, obj, now);
     }
     m.resourceVersion = String(this.model.nextResourceVersion());
-    this.objects(cluster).push({ key, ns: def.namespaced ? ns : "", name, obj });
-    this.emit(cluster.id, key, def.namespaced ? ns : "", "ADDED", obj);
-    return this.present(cluster, def, obj, now);
+    const entry: StoredKubeObject = { key, ns: def.namespaced ? ns : "", name, obj };
+    this.objects(cluster).push(entry);
+    this.emit(cluster.id, key, entry.ns, "ADDED", obj);
+    this.afterWrite(cluster, entry, now);
+    return this.present(cluster, def, entry.obj, now);
   }
 
   /**
@@ -369,6 +415,7 @@ export class KubeApi {
         if (old.status === undefined) delete result.status;
         else result.status = structuredClone(old.status);
       }
+      this.defaults(def, result);
       const changed = (o: Obj): string => {
         const { metadata: _m, status: _s, ...rest } = o;
         return stableStringify(rest);
@@ -381,7 +428,8 @@ export class KubeApi {
     meta(result).resourceVersion = String(this.model.nextResourceVersion());
     entry.obj = result;
     this.emit(cluster.id, key, entry.ns, "MODIFIED", result);
-    return this.present(cluster, def, result, now);
+    if (opts.subresource === undefined) this.afterWrite(cluster, entry, now);
+    return this.present(cluster, def, entry.obj, now);
   }
 
   /** PATCH in any of the four formats; server-side apply of a missing object creates it. */
@@ -473,6 +521,11 @@ export class KubeApi {
       }
     }
     this.removeEntry(cluster, entry, key === PODS_KEY, undefined, opts.orphan);
+    if (key === REPLICASETS_KEY) {
+      // The Deployment controller makes a deleted current ReplicaSet again.
+      const owner = this.objects(cluster).find((o) => o.key === DEPLOYMENTS_KEY && o.ns === entry.ns && controlledBy(entry.obj, String(meta(o.obj).uid)));
+      if (owner !== undefined) this.syncDeployment(cluster, owner, now);
+    }
     return shown;
   }
 
@@ -512,6 +565,133 @@ export class KubeApi {
   }
 
   // ---- admission: defaults and pretend controllers -----------------------------------------------
+
+  /** The API server's defaults for fields a client may leave out (only the ones clients rely on). */
+  private defaults(def: ResourceDef, obj: Obj): void {
+    if (resourceKey(def) !== DEPLOYMENTS_KEY) return;
+    const s: Obj = isPlainObject(obj.spec) ? obj.spec : {};
+    obj.spec = s;
+    s.replicas ??= 1;
+    s.revisionHistoryLimit ??= 10;
+    s.progressDeadlineSeconds ??= 600;
+    const strategy: Obj = isPlainObject(s.strategy) ? s.strategy : {};
+    s.strategy = strategy;
+    strategy.type ??= "RollingUpdate";
+    if (strategy.type === "RollingUpdate") {
+      const rolling: Obj = isPlainObject(strategy.rollingUpdate) ? strategy.rollingUpdate : {};
+      rolling.maxUnavailable ??= "25%";
+      rolling.maxSurge ??= "25%";
+      strategy.rollingUpdate = rolling;
+    }
+  }
+
+  /** What controllers do at once after an object is written. */
+  private afterWrite(cluster: StoredCluster, entry: StoredKubeObject, now: number): void {
+    if (entry.key === DEPLOYMENTS_KEY) this.syncDeployment(cluster, entry, now);
+  }
+
+  /**
+   * The Deployment controller, done at once: the ReplicaSet whose template is
+   * the Deployment's (made if missing, named `<deployment>-<pod-template-hash>`,
+   * revision bumped when an old one comes back, as on a rollback) gets all
+   * replicas, the others 0, the oldest beyond `revisionHistoryLimit` go, and
+   * the Deployment carries the current revision.
+   */
+  private syncDeployment(cluster: StoredCluster, entry: StoredKubeObject, now: number): void {
+    const dep = entry.obj;
+    const dm = meta(dep);
+    const uid = str(dm.uid);
+    if (uid === undefined || dm.deletionTimestamp !== undefined || !this.namespaceExists(cluster, entry.ns)) return;
+    const s = spec(dep);
+    const replicas = num(s.replicas) ?? 1;
+    const template: Obj = isPlainObject(s.template) ? structuredClone(s.template) : {};
+    const wanted = templateKey(template);
+    const owned = () => this.objects(cluster).filter((o) => o.key === REPLICASETS_KEY && o.ns === entry.ns && controlledBy(o.obj, uid));
+    const maxRevision = Math.max(0, ...owned().map((o) => revisionOf(o.obj)));
+    const strategy = isPlainObject(s.strategy) ? s.strategy : {};
+    const rolling = isPlainObject(strategy.rollingUpdate) ? strategy.rollingUpdate : {};
+    const surge = strategy.type === "RollingUpdate" ? (intOrPercent(rolling.maxSurge, replicas) ?? 0) : 0;
+    const rsAnnotations = (revision: number): Record<string, string> => ({
+      "deployment.kubernetes.io/desired-replicas": String(replicas),
+      "deployment.kubernetes.io/max-replicas": String(replicas + surge),
+      [REVISION_ANNOTATION]: String(revision),
+    });
+    const write = (rs: StoredKubeObject, next: Obj): void => {
+      this.replace(cluster, REPLICASETS, rs.ns, rs.name, next, now, { dryRun: false });
+    };
+
+    let current = owned()
+      .sort((a, b) => String(meta(a.obj).creationTimestamp).localeCompare(String(meta(b.obj).creationTimestamp)) || a.name.localeCompare(b.name))
+      .find((o) => templateKey(spec(o.obj).template) === wanted);
+    let revision: number;
+    if (current === undefined) {
+      revision = maxRevision + 1;
+      let collisions = 0;
+      let hash = podTemplateHash(template, collisions);
+      while (this.find(cluster, REPLICASETS_KEY, entry.ns, `${entry.name}-${hash}`) !== undefined) hash = podTemplateHash(template, ++collisions);
+      const templateLabels = meta(template).labels;
+      const labels = { ...(isStringMap(templateLabels) ? templateLabels : {}), [HASH_LABEL]: hash };
+      meta(template).labels = labels;
+      const selector: Obj = isPlainObject(s.selector) ? structuredClone(s.selector) : {};
+      selector.matchLabels = { ...(isStringMap(selector.matchLabels) ? selector.matchLabels : {}), [HASH_LABEL]: hash };
+      const rsSpec: Obj = { replicas, selector, template };
+      if (s.minReadySeconds !== undefined) rsSpec.minReadySeconds = s.minReadySeconds;
+      this.create(
+        cluster,
+        REPLICASETS,
+        entry.ns,
+        {
+          metadata: {
+            name: `${entry.name}-${hash}`,
+            namespace: entry.ns,
+            labels,
+            annotations: rsAnnotations(revision),
+            ownerReferences: [{ apiVersion: "apps/v1", kind: "Deployment", name: entry.name, uid, controller: true, blockOwnerDeletion: true }],
+          },
+          spec: rsSpec,
+        },
+        now,
+        { dryRun: false },
+      );
+      current = this.find(cluster, REPLICASETS_KEY, entry.ns, `${entry.name}-${hash}`);
+    } else {
+      revision = revisionOf(current.obj) === maxRevision && maxRevision > 0 ? maxRevision : maxRevision + 1;
+      const next = structuredClone(current.obj);
+      spec(next).replicas = replicas;
+      next.spec = spec(next);
+      const nextMeta = meta(next);
+      nextMeta.annotations = { ...(isStringMap(nextMeta.annotations) ? nextMeta.annotations : {}), ...rsAnnotations(revision) };
+      if (stableStringify(next) !== stableStringify(current.obj)) write(current, next);
+    }
+    if (current === undefined) return;
+
+    const old = owned().filter((o) => o !== current);
+    for (const rs of old) {
+      if (num(spec(rs.obj).replicas) === 0) continue;
+      const next = structuredClone(rs.obj);
+      spec(next).replicas = 0;
+      next.spec = spec(next);
+      write(rs, next);
+    }
+    const limit = num(s.revisionHistoryLimit) ?? 10;
+    const history = owned()
+      .filter((o) => o !== current && o.name !== current?.name)
+      .sort((a, b) => revisionOf(a.obj) - revisionOf(b.obj));
+    for (const rs of history.slice(0, Math.max(0, history.length - limit))) this.removeEntry(cluster, rs, false);
+
+    // The Deployment names its revision and the ReplicaSet it progressed to.
+    const annotations = isStringMap(dm.annotations) ? dm.annotations : {};
+    const rsName = current.name;
+    const status: Obj = isPlainObject(dep.status) ? dep.status : {};
+    const conditions = Array.isArray(status.conditions) ? status.conditions.filter(isPlainObject) : [];
+    const progressing = conditions.find((c) => c.type === "Progressing");
+    const message = `ReplicaSet "${rsName}" has successfully progressed.`;
+    if (annotations[REVISION_ANNOTATION] === String(revision) && (progressing === undefined || progressing.message === message)) return;
+    dm.annotations = { ...annotations, [REVISION_ANNOTATION]: String(revision) };
+    if (progressing !== undefined) progressing.message = message;
+    dm.resourceVersion = String(this.model.nextResourceVersion());
+    this.emit(cluster.id, DEPLOYMENTS_KEY, entry.ns, "MODIFIED", dep);
+  }
 
   private admit(cluster: StoredCluster, def: ResourceDef, obj: Obj, old: Obj | null, now: number): void {
     const m = meta(obj);

@@ -3,9 +3,12 @@
  *
  * Environment:
  *   SIM_PORT                   port to listen on (default 8090; 0 = any free port)
+ *   SIM_TLS_PORT               port of the HTTPS listener, which kubeconfigs point at
+ *                              (default 0 = any free port)
  *   SIM_HOST                   address to listen on (default 127.0.0.1)
  *   SIM_STATE_FILE             JSON state file, relative to the working directory
- *                              (default .data/sim/rancher.json; "memory" = no persistence)
+ *                              (default .data/sim/rancher.json; "memory" = no persistence);
+ *                              the TLS key and certificate go in tls/ beside it
  *   SIM_TOKEN                  API token clients must send (default kumo-sim-token)
  *   SIM_CLUSTER_PROVISION_MS   minimum time until a cluster is active (default 3000)
  *   SIM_NODE_BOOT_MS           time for a node to boot and register (default 2000)
@@ -36,6 +39,7 @@ function readConfig(): RancherSimOptions {
   if (token.trim() === "") throw new ConfigError("SIM_TOKEN must not be empty");
   return {
     port: integerEnv("SIM_PORT", 8090, 65535),
+    tlsPort: integerEnv("SIM_TLS_PORT", 0, 65535),
     host: process.env.SIM_HOST?.trim() || "127.0.0.1",
     stateFile: stateFile === "memory" ? null : resolve(process.cwd(), stateFile),
     token,
@@ -61,7 +65,14 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
-  const sim = await startRancherSim(options);
+  let sim: Awaited<ReturnType<typeof startRancherSim>>;
+  try {
+    sim = await startRancherSim(options);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    console.error(message.startsWith("rancher simulator") ? message : `rancher simulator: ${message}`);
+    process.exit(1);
+  }
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
@@ -77,6 +88,7 @@ async function main(): Promise<void> {
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
   console.log(`rancher simulator listening on ${sim.url}`);
+  console.log(`rancher simulator tls listening on ${sim.tlsUrl}`);
 }
 
 main().catch((err) => { console.error(err); process.exit(1); });

@@ -8,7 +8,10 @@
  * where a real Rancher is not available; Kumo reaches it only by URL.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo, Server } from "node:net";
+import { dirname, join } from "node:path";
+import type { TLSSocket } from "node:tls";
 import { Tokens } from "./auth.js";
 import { actionBody, EtcdBackups } from "./etcd.js";
 import { FaultConfigError, Faults, ruleReply, type FaultRule } from "./faults.js";
@@ -23,12 +26,14 @@ import {
   NormanError,
   parseJsonObject,
   readBody,
+  readBodyBytes,
   sendReply,
   type Reply,
 } from "./http.js";
 import { k8sRouteKey, K8sRoutes } from "./k8s.js";
 import { KubeApi } from "./kube.js";
 import { RancherModel, type Settings } from "./model.js";
+import { decodeKubeProtobuf, PROTOBUF_CONTENT_TYPE, ProtobufError } from "./protobuf.js";
 import {
   renderCluster,
   renderEtcdBackup,
@@ -39,14 +44,20 @@ import {
   type RenderContext,
 } from "./render.js";
 import { emptyState, loadState, saveState, type NodeFaults, type ClusterFaults } from "./state.js";
+import { ensureTlsMaterial, tlsNames } from "./tls.js";
 
 /** Options for {@link startRancherSim}. */
 export interface RancherSimOptions {
   /** TCP port; 0 picks a free one. Default 0. */
   port?: number;
+  /** TCP port of the HTTPS listener (same routes); 0 picks a free one. Default 0. */
+  tlsPort?: number;
   /** Address to listen on. Default 127.0.0.1; the /admin API refuses non-loopback callers anyway. */
   host?: string;
-  /** JSON file the state is persisted to and loaded from; null keeps everything in memory. */
+  /**
+   * JSON file the state is persisted to and loaded from; null keeps everything in memory.
+   * The TLS key and certificate live in `tls/` beside it (with null, in a temporary folder).
+   */
   stateFile?: string | null;
   /** The API token clients must present as `Authorization: Bearer <token>`. */
   token: string;
@@ -73,6 +84,10 @@ export interface RancherSimOptions {
 export interface RancherSim {
   /** Base URL, e.g. `http://127.0.0.1:8090`; the v3 API is under `${url}/v3`. */
   url: string;
+  /** The same API over HTTPS, e.g. `https://127.0.0.1:8443`; kubeconfigs point here. */
+  tlsUrl: string;
+  /** PEM of the self-signed certificate the HTTPS listener presents (the kubeconfig's CA). */
+  tlsCert: string;
   /** Stops listening, drops open connections and writes the state file one last time. */
   close(): Promise<void>;
 }
@@ -189,13 +204,15 @@ function routeKey(method: string, segments: string[], action: string | null): st
 /**
  * Starts the Rancher simulator.
  *
- * @returns once it is listening; `url` is the base URL to give Kumo.
- * @throws when the state file exists but cannot be read, or the port is taken.
+ * @returns once it is listening; `url` is the base URL to give Kumo, `tlsUrl` the same over HTTPS.
+ * @throws when the state file exists but cannot be read, a port is taken, or
+ *   the TLS certificate cannot be made (no `openssl` command).
  */
 export async function startRancherSim(opts: RancherSimOptions): Promise<RancherSim> {
   if (typeof opts.token !== "string" || opts.token === "") throw new TypeError("startRancherSim: token must be a non-empty string");
   const host = opts.host ?? "127.0.0.1";
   const port = opts.port ?? 0;
+  const tlsPort = opts.tlsPort ?? 0;
   const stateFile = opts.stateFile ?? null;
   const initialSettings: Settings = {
     clusterProvisionMs: nonNegativeInteger(opts.timing?.clusterProvisionMs ?? 3000, "timing.clusterProvisionMs"),
@@ -214,6 +231,8 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
   const kube = new KubeApi(model);
   const k8s = new K8sRoutes(model, kube);
   const backups = new EtcdBackups(model, (clusterId) => kube.closeWatches(clusterId, true));
+  // The key and certificate for HTTPS, beside the state file so clients' kubeconfigs stay valid across restarts.
+  const tls = ensureTlsMaterial(stateFile === null ? null : join(dirname(stateFile), "tls"), tlsNames(host));
   const startedTS = Date.now();
   let closed = false;
 
@@ -231,6 +250,8 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
   }
 
   let listenUrl = "";
+  let tlsListenUrl = "";
+  let tlsListenPort = 0;
 
   /** Brings stored facts up to date with the clock before a request is answered. */
   function reconcileAll(now: number): void {
@@ -239,13 +260,34 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     kube.schedulePods(now);
   }
 
-  /** Links must work for the client, so they use the Host it connected with. */
+  function overTls(req: IncomingMessage): boolean {
+    return (req.socket as Partial<TLSSocket>).encrypted === true;
+  }
+
+  /** The request's Host header when it is a plain host[:port], else undefined. */
+  function hostHeader(req: IncomingMessage): string | undefined {
+    const value = req.headers.host;
+    return value !== undefined && /^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(value) ? value : undefined;
+  }
+
+  /** Links must work for the client, so they use the scheme and Host it connected with. */
   function baseUrl(req: IncomingMessage): string {
-    const hostHeader = req.headers.host;
-    if (hostHeader !== undefined && /^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(hostHeader)) {
-      return `http://${hostHeader}`;
-    }
-    return listenUrl;
+    const tls = overTls(req);
+    const value = hostHeader(req);
+    if (value !== undefined) return `${tls ? "https" : "http"}://${value}`;
+    return tls ? tlsListenUrl : listenUrl;
+  }
+
+  /**
+   * Where kubeconfigs and `apiEndpoint` point: the HTTPS listener, under the
+   * host name the client used (the certificate covers 127.0.0.1, ::1, localhost
+   * and the listen address), as Rancher's are always HTTPS.
+   */
+  function kubeBaseUrl(req: IncomingMessage): string {
+    if (overTls(req)) return baseUrl(req);
+    const value = hostHeader(req);
+    if (value === undefined) return tlsListenUrl;
+    return `https://${value.replace(/:\d{1,5}$/, "")}:${tlsListenPort}`;
   }
 
   // ---- /v3 -----------------------------------------------------------------------
@@ -347,7 +389,7 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
         case "restoreFromEtcdBackup":
           return { status: 200, body: renderCluster(ctx, backups.restore(cluster, actionBody(bodyText), ctx.now)) };
         default:
-          return { status: 200, body: renderKubeconfig(ctx.base, cluster, tokens.mintKubeconfigToken()) };
+          return { status: 200, body: renderKubeconfig(ctx.kubeBase, cluster, tokens.mintKubeconfigToken(), tls.cert) };
       }
     }
     const node = model.setUnschedulable(id, name === "cordon", ctx.now);
@@ -357,7 +399,7 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
   function handleV3(req: IncomingMessage, segments: string[], query: URLSearchParams, bodyText: string, selfLink: string): Reply {
     const now = Date.now();
     reconcileAll(now);
-    const ctx: RenderContext = { model, base: baseUrl(req), now };
+    const ctx: RenderContext = { model, base: baseUrl(req), kubeBase: kubeBaseUrl(req), now };
     const method = req.method ?? "GET";
     const collection = asCollection(segments[1]);
     if (collection === undefined || segments.length > 3) throw new NormanError(404, "NotFound", `no such resource: /${segments.join("/")}`);
@@ -461,18 +503,35 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     const rest = segments.slice(3);
     const route = k8sRouteKey(method, rest);
     let reply: Reply;
-    let bodyText = "";
+    let body: Buffer;
     try {
-      bodyText = await readBody(req, BODY_LIMIT * 3);
+      body = await readBodyBytes(req, BODY_LIMIT * 3);
     } catch (err) {
       reply = err instanceof NormanError ? kubeErrorReply(new KubeError(413, "RequestEntityTooLarge", err.message)) : kubeErrorReply(new KubeError(400, "BadRequest", "could not read the request body"));
       calls.record({ method, path: rawPath, route, status: reply.status, at: new Date().toISOString() });
       return reply;
     }
+    let contentType = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+    let bodyText = "";
+    let bodyError: KubeError | undefined;
+    if (contentType === PROTOBUF_CONTENT_TYPE && body.length > 0) {
+      // client-go's typed clients write built-in types as protobuf; the handlers work on JSON.
+      try {
+        bodyText = JSON.stringify(decodeKubeProtobuf(body));
+        contentType = "application/json";
+      } catch (err) {
+        if (!(err instanceof ProtobufError)) throw err;
+        bodyError = err.unsupported ? new KubeError(415, "UnsupportedMediaType", err.message) : new KubeError(400, "BadRequest", `the protobuf body could not be decoded: ${err.message}`);
+      }
+    } else {
+      bodyText = body.toString("utf8");
+    }
     if (segments[1] !== "clusters" || segments[2] === undefined) {
       reply = kubeErrorReply(new KubeError(404, "NotFound", "the server could not find the requested resource"));
     } else if (!tokens.authorizedKube(req.headers.authorization)) {
       reply = kubeErrorReply(new KubeError(401, "Unauthorized", "Unauthorized"));
+    } else if (bodyError !== undefined) {
+      reply = kubeErrorReply(bodyError);
     } else {
       const rule = faults.takeRule(method, pathname, true);
       if (rule?.latencyMs !== undefined) await sleep(rule.latencyMs);
@@ -480,8 +539,7 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
         reply = kubeRuleReply(rule);
       } else {
         const clusterId = segments[2];
-        const contentType = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
-        const host = req.headers.host ?? listenUrl.replace(/^http:\/\//, "");
+        const host = baseUrl(req).replace(/^https?:\/\//, "");
         reply = (() => {
           try {
             const now = Date.now();
@@ -571,7 +629,7 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     switch (what) {
       case "state": {
         allowed(["GET"]);
-        const ctx: RenderContext = { model, base: baseUrl(req), now };
+        const ctx: RenderContext = { model, base: baseUrl(req), kubeBase: kubeBaseUrl(req), now };
         return {
           status: 200,
           body: {
@@ -663,44 +721,63 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     sendReply(res, reply);
   }
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       console.error("rancher simulator: request failed:", err);
       sendReply(res, errorReply(500, "ServerError", "internal error in the rancher simulator"));
     });
-  });
-  server.on("clientError", (_err, socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
-    else socket.destroy();
-  });
-
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    server.once("error", onError);
-    server.listen(port, host, () => {
-      server.off("error", onError);
-      resolve();
+  };
+  const server = createServer(onRequest);
+  // The same routes over HTTPS, as a real Rancher serves them; clients such as helm send no token over plain HTTP.
+  const tlsServer = createHttpsServer({ key: tls.key, cert: tls.cert }, onRequest);
+  for (const s of [server, tlsServer]) {
+    s.on("clientError", (_err, socket) => {
+      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+      else socket.destroy();
     });
-  });
-  const address = server.address() as AddressInfo;
-  listenUrl = `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
-  // Write once at start so a fresh state file exists and a bad path fails loudly now, not on the first request.
-  if (stateFile !== null) saveState(stateFile, model.data);
+  }
+
+  const listen = (s: Server, onPort: number): Promise<number> =>
+    new Promise<number>((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      s.once("error", onError);
+      s.listen(onPort, host, () => {
+        s.off("error", onError);
+        resolve((s.address() as AddressInfo).port);
+      });
+    });
+  const urlHost = host.includes(":") ? `[${host}]` : host;
+  try {
+    listenUrl = `http://${urlHost}:${await listen(server, port)}`;
+    tlsListenPort = await listen(tlsServer, tlsPort);
+    tlsListenUrl = `https://${urlHost}:${tlsListenPort}`;
+    // Write once at start so a fresh state file exists and a bad path fails loudly now, not on the first request.
+    if (stateFile !== null) saveState(stateFile, model.data);
+  } catch (err) {
+    for (const s of [server, tlsServer]) if (s.listening) s.close();
+    tls.dispose();
+    throw err;
+  }
 
   let closing: Promise<void> | null = null;
   return {
     url: listenUrl,
+    tlsUrl: tlsListenUrl,
+    tlsCert: tls.cert,
     close(): Promise<void> {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
+      const stop = (s: Server): Promise<void> => new Promise<void>((resolve) => s.close(() => resolve()));
+      closing ??= (async () => {
+        const stopped = Promise.all([stop(server), stop(tlsServer)]);
         // Keep-alive, delayed (latency-faulted) requests and watches would otherwise hold close() open.
         kube.closeAll();
         server.closeAllConnections();
-      }).then(() => {
+        tlsServer.closeAllConnections();
+        await stopped;
         kube.closeAll();
         persist(true);
         closed = true;
-      });
+        tls.dispose();
+      })();
       return closing;
     },
   };

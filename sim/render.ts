@@ -13,6 +13,8 @@ export interface RenderContext {
   model: RancherModel;
   /** Base URL from the request's Host, e.g. `http://127.0.0.1:8090`. */
   base: string;
+  /** HTTPS base URL of the Kubernetes proxy for this client, e.g. `https://127.0.0.1:8443`. */
+  kubeBase: string;
   now: number;
 }
 
@@ -65,7 +67,7 @@ export function renderCluster(ctx: RenderContext, cluster: StoredCluster): Resou
     annotations: { ...cluster.annotations },
     driver: "rancherKubernetesEngine",
     internal: false,
-    apiEndpoint: `${base}/k8s/clusters/${cluster.id}`,
+    apiEndpoint: `${ctx.kubeBase}/k8s/clusters/${cluster.id}`,
     nodeCount: nodes.filter((n) => n.removedTS === null).length,
     rancherKubernetesEngineConfig: {
       type: "rancherKubernetesEngineConfig",
@@ -265,8 +267,12 @@ export function renderVersionsSetting(base: string, startedTS: number): Resource
   };
 }
 
-/** `generateKubeconfig` output: a kubeconfig pointing at Rancher's proxy for the cluster, with a freshly minted token. */
-export function renderKubeconfig(base: string, cluster: StoredCluster, token: string): Resource {
+/**
+ * `generateKubeconfig` output: a kubeconfig pointing at Rancher's proxy for the
+ * cluster over HTTPS, trusting the simulator's self-signed certificate, with a
+ * freshly minted token.
+ */
+export function renderKubeconfig(base: string, cluster: StoredCluster, token: string, caPem: string): Resource {
   const name = cluster.name;
   const config = [
     "apiVersion: v1",
@@ -275,8 +281,7 @@ export function renderKubeconfig(base: string, cluster: StoredCluster, token: st
     `- name: "${name}"`,
     "  cluster:",
     `    server: "${base}/k8s/clusters/${cluster.id}"`,
-    // Over plain HTTP, @kubernetes/client-node refuses a cluster entry without this flag.
-    ...(base.startsWith("http:") ? ["    insecure-skip-tls-verify: true"] : []),
+    `    certificate-authority-data: "${Buffer.from(caPem, "utf8").toString("base64")}"`,
     "users:",
     `- name: "${name}"`,
     "  user:",

@@ -31,8 +31,18 @@ async function openSqlite(file: string): Promise<Db> {
   const sqlite = new Database(file);
   // The API and the worker are separate processes on one file: WAL lets readers
   // run beside the writer, and the busy timeout makes writers queue, not fail.
-  sqlite.pragma('journal_mode = WAL');
+  // The busy timeout first: switching to WAL needs the lock, and another
+  // process may be opening the same new file at this very moment.
   sqlite.pragma('busy_timeout = 10000');
+  for (let attempt = 1; ; attempt++) {
+    try {
+      sqlite.pragma('journal_mode = WAL');
+      break;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'SQLITE_BUSY' || attempt >= 50) throw err;
+      await new Promise((done) => setTimeout(done, 20 * attempt));
+    }
+  }
   sqlite.pragma('foreign_keys = ON');
 
   const cache = new Map<string, { text: string; order: number[] }>();

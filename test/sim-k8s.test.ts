@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -61,6 +62,31 @@ async function apiError(promise: Promise<unknown>, code: number): Promise<Json> 
     return typeof err.body === "string" && err.body !== "" ? JSON.parse(err.body) : err.body;
   }
   assert.fail(`expected the call to fail with ${code}`);
+}
+
+// ---- a minimal protobuf writer, to send bodies the way client-go's typed clients do ----
+
+function pbVarint(n: number): Buffer {
+  const out: number[] = [];
+  let v = n;
+  while (v > 0x7f) {
+    out.push((v & 0x7f) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+  return Buffer.from(out);
+}
+function pbBytes(field: number, payload: Buffer | string): Buffer {
+  const bytes = typeof payload === "string" ? Buffer.from(payload, "utf8") : payload;
+  return Buffer.concat([pbVarint((field << 3) | 2), pbVarint(bytes.length), bytes]);
+}
+function pbMap(field: number, entries: Record<string, Buffer | string>): Buffer {
+  return Buffer.concat(Object.entries(entries).map(([k, v]) => pbBytes(field, Buffer.concat([pbBytes(1, k), pbBytes(2, v)]))));
+}
+/** `k8s\0` + runtime.Unknown{typeMeta, raw}: what client-go sends as application/vnd.kubernetes.protobuf. */
+function pbEnvelope(apiVersion: string, kind: string, raw: Buffer): Buffer {
+  const typeMeta = Buffer.concat([pbBytes(1, apiVersion), pbBytes(2, kind)]);
+  return Buffer.concat([Buffer.from([0x6b, 0x38, 0x73, 0x00]), pbBytes(1, typeMeta), pbBytes(2, raw)]);
 }
 
 const ready = (node: k8s.V1Node): k8s.V1NodeCondition | undefined => node.status?.conditions?.find((c) => c.type === "Ready");
@@ -829,6 +855,8 @@ describe("rancher simulator kubernetes api", () => {
     let second: RancherSim | undefined;
     try {
       const url1 = first.url;
+      const tlsUrl1 = first.tlsUrl;
+      const tlsCert1 = first.tlsCert;
       const c = await call(url1, "POST", "/v3/clusters", { name: "durable", rancherKubernetesEngineConfig: { kubernetesVersion: V130 } });
       const clusterId: string = c.body.id;
       await call(url1, "POST", "/v3/nodepools", { clusterId, name: "all", hostnamePrefix: "d", quantity: 2, controlPlane: true, etcd: true, worker: true });
@@ -847,8 +875,10 @@ describe("rancher simulator kubernetes api", () => {
 
       second = await startRancherSim({ port: 0, stateFile, token: TOKEN, timing: TIMING });
       const url2 = second.url;
-      // The kubeconfig minted before the restart still works (only the server address changed).
-      const two = clients(clusterId, kubeconfig.replace(url1, url2));
+      // The kubeconfig minted before the restart still works (only the server address changed):
+      // its token, and its CA, since the certificate is kept beside the state file.
+      assert.equal(second.tlsCert, tlsCert1);
+      const two = clients(clusterId, kubeconfig.replace(tlsUrl1, second.tlsUrl));
       const again = await two.core.readNamespacedConfigMap({ name: "cm", namespace: "keep" });
       assert.equal(again.metadata?.uid, cm.metadata?.uid);
       assert.equal(again.metadata?.resourceVersion, cm.metadata?.resourceVersion);
@@ -876,6 +906,157 @@ describe("rancher simulator kubernetes api", () => {
       await first?.close();
       await second?.close();
     }
+  });
+
+  test("the kubeconfig points at the HTTPS listener with the simulator's CA, and client-node works through it", async () => {
+    const c = await activeCluster("secure");
+    const cluster = c.kc.getCurrentCluster();
+    assert.equal(cluster?.server, `${sim.tlsUrl}/k8s/clusters/${c.clusterId}`);
+    assert.match(cluster?.server ?? "", /^https:\/\/127\.0\.0\.1:\d+\//);
+    assert.equal(Buffer.from(cluster?.caData ?? "", "base64").toString("utf8"), sim.tlsCert, "certificate-authority-data is the simulator's certificate");
+    assert.notEqual(cluster?.skipTLSVerify, true);
+    assert.doesNotMatch(c.kubeconfig, /insecure-skip-tls-verify/);
+    const cert = new X509Certificate(sim.tlsCert);
+    assert.ok(cert.checkIP("127.0.0.1") !== undefined && cert.checkHost("localhost") !== undefined);
+    assert.equal((await api("GET", `/v3/clusters/${c.clusterId}`)).body.apiEndpoint, cluster?.server);
+
+    // A client-node call through it: TLS verified against the CA, the minted token accepted.
+    const nodes = await c.core.listNode();
+    assert.deepEqual(nodes.items.map((n) => n.metadata?.name), ["n1"]);
+    const version = await c.kc.makeApiClient(k8s.VersionApi).getCode();
+    assert.equal(version.gitVersion, "v1.30.6");
+    const calls = (await api("GET", "/admin/calls")).body;
+    assert.ok(calls.byRoute["GET /k8s/clusters/:id/api/v1/nodes"] >= 1);
+
+    // Without the CA the same kubeconfig is refused by TLS (a self-signed certificate), not by the simulator.
+    const untrusting = c.kubeconfig.replace(/\n\s*certificate-authority-data: "[^"]*"/, "");
+    assert.doesNotMatch(untrusting, /certificate-authority-data/);
+    await assert.rejects(clients(c.clusterId, untrusting).core.listNode(), /self[- ]signed|certificate/i);
+    // The plain-HTTP listener still serves the same paths.
+    assert.equal((await api("GET", `/k8s/clusters/${c.clusterId}/api/v1/nodes`)).body.items.length, 1);
+  });
+
+  test("OpenAPI v3 names every group-version and marks PATCH as taking fieldValidation; there is no OpenAPI v2", async () => {
+    const c = await activeCluster("openapi");
+    const base = `/k8s/clusters/${c.clusterId}`;
+    const index = await api("GET", `${base}/openapi/v3`);
+    assert.equal(index.status, 200);
+    for (const gv of ["api/v1", "apis/apps/v1", "apis/batch/v1", "apis/policy/v1", "apis/serving.knative.dev/v1"]) {
+      assert.match(index.body.paths[gv]?.serverRelativeURL ?? "", new RegExp(`^/openapi/v3/${gv.replace(/\./g, "\\.")}\\?hash=[0-9A-F]{128}$`), gv);
+    }
+    const apps = await api("GET", `${base}${index.body.paths["apis/apps/v1"].serverRelativeURL}`);
+    assert.equal(apps.status, 200);
+    assert.equal(apps.body.openapi, "3.0.0");
+    const item = apps.body.paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"];
+    assert.deepEqual(item.patch["x-kubernetes-group-version-kind"], { group: "apps", version: "v1", kind: "Deployment" });
+    assert.ok(item.patch.parameters.some((p: Json) => p.name === "fieldValidation" && p.in === "query"));
+    assert.equal(item.patch.operationId, "patchAppsV1NamespacedDeployment");
+    assert.ok(apps.body.paths["/apis/apps/v1/deployments"].get, "the all-namespaces list");
+    assert.ok(apps.body.paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/status"].patch);
+    const schema = apps.body.components.schemas["io.k8s.api.apps.v1.Deployment"];
+    assert.deepEqual(schema["x-kubernetes-group-version-kind"], [{ group: "apps", kind: "Deployment", version: "v1" }]);
+    assert.equal(schema["x-kubernetes-preserve-unknown-fields"], true);
+    const core = await api("GET", `${base}/openapi/v3/api/v1`);
+    assert.equal(core.body.paths["/api/v1/namespaces/{namespace}/pods/{name}/eviction"].post["x-kubernetes-group-version-kind"].kind, "Eviction");
+    assert.ok(core.body.paths["/api/v1/nodes/{name}"].patch, "cluster-scoped paths have no namespace");
+
+    // A CRD's group-version appears once it is served.
+    await c.apiext.createCustomResourceDefinition({
+      body: { metadata: { name: "gadgets.example.com" }, spec: { group: "example.com", scope: "Namespaced", names: { plural: "gadgets", kind: "Gadget" }, versions: [{ name: "v1", served: true, storage: true }] } },
+    });
+    const withCrd = await api("GET", `${base}/openapi/v3`);
+    assert.ok(withCrd.body.paths["apis/example.com/v1"]);
+    assert.ok((await api("GET", `${base}/openapi/v3/apis/example.com/v1`)).body.paths["/apis/example.com/v1/namespaces/{namespace}/gadgets/{name}"].patch);
+
+    assert.equal((await api("GET", `${base}/openapi/v3/apis/nope.example.com/v1`)).status, 404);
+    assert.equal((await api("GET", `${base}/openapi/v2`)).status, 404);
+  });
+
+  test("protobuf bodies, as client-go's typed clients send them, are read for Secrets and DeleteOptions", async () => {
+    const c = await activeCluster("proto");
+    const base = `${sim.url}/k8s/clusters/${c.clusterId}/api/v1/namespaces/default/secrets`;
+    const send = (method: string, url: string, body: Buffer): Promise<Response> =>
+      fetch(url, { method, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/vnd.kubernetes.protobuf", accept: "application/vnd.kubernetes.protobuf,application/json" }, body });
+
+    // helm's release storage: a Secret with labels and binary data.
+    const release = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff]);
+    const metadata = Buffer.concat([pbBytes(1, "sh.helm.release.v1.demo.v1"), pbMap(11, { owner: "helm", name: "demo", status: "deployed" })]);
+    const secret = Buffer.concat([pbBytes(1, metadata), pbMap(2, { release }), pbBytes(3, "helm.sh/release.v1")]);
+    const created = await send("POST", base, pbEnvelope("v1", "Secret", secret));
+    assert.equal(created.status, 201);
+    assert.match(created.headers.get("content-type") ?? "", /^application\/json/, "answers are JSON, which client-go accepts too");
+    const stored = await c.core.readNamespacedSecret({ name: "sh.helm.release.v1.demo.v1", namespace: "default" });
+    assert.equal(stored.type, "helm.sh/release.v1");
+    assert.deepEqual(stored.metadata?.labels, { owner: "helm", name: "demo", status: "deployed" });
+    assert.equal(stored.data?.release, release.toString("base64"));
+    const listed = await c.core.listNamespacedSecret({ namespace: "default", labelSelector: "owner=helm,name=demo" });
+    assert.equal(listed.items.length, 1);
+
+    // DeleteOptions in protobuf: a wrong uid precondition is honoured (so the body was read), then a plain delete works.
+    const url = `${base}/sh.helm.release.v1.demo.v1`;
+    const guarded = await send("DELETE", url, pbEnvelope("v1", "DeleteOptions", pbBytes(2, pbBytes(1, "not-the-uid"))));
+    assert.equal(guarded.status, 409);
+    assert.equal((await send("DELETE", url, pbEnvelope("v1", "DeleteOptions", Buffer.alloc(0)))).status, 200);
+    await apiError(c.core.readNamespacedSecret({ name: "sh.helm.release.v1.demo.v1", namespace: "default" }), 404);
+
+    // A kind the simulator has no protobuf schema for is 415; a body that is not protobuf is 400.
+    const pod = await send("POST", `${sim.url}/k8s/clusters/${c.clusterId}/api/v1/namespaces/default/pods`, pbEnvelope("v1", "Pod", pbBytes(1, pbBytes(1, "p"))));
+    assert.equal(pod.status, 415);
+    assert.equal(((await pod.json()) as Json).reason, "UnsupportedMediaType");
+    assert.equal((await send("POST", base, Buffer.from("{}"))).status, 400);
+  });
+
+  test("a Deployment gets a ReplicaSet per pod template: the current one scaled up, old ones at 0, reused on a rollback", async () => {
+    const c = await activeCluster("rollout");
+    const template = (image: string): k8s.V1PodTemplateSpec => ({ metadata: { labels: { app: "web" } }, spec: { containers: [{ name: "web", image }] } });
+    const created = await c.apps.createNamespacedDeployment({
+      namespace: "default",
+      body: { metadata: { name: "web" }, spec: { replicas: 2, selector: { matchLabels: { app: "web" } }, template: template("nginx:1") } },
+    });
+    assert.equal(created.spec?.strategy?.type, "RollingUpdate", "defaulted like the API server does");
+    assert.deepEqual([created.spec?.strategy?.rollingUpdate?.maxUnavailable, created.spec?.strategy?.rollingUpdate?.maxSurge], ["25%", "25%"]);
+    assert.equal(created.spec?.revisionHistoryLimit, 10);
+    assert.equal(created.metadata?.annotations?.["deployment.kubernetes.io/revision"], "1");
+
+    const replicaSets = async (): Promise<k8s.V1ReplicaSet[]> =>
+      (await c.apps.listNamespacedReplicaSet({ namespace: "default", labelSelector: "app=web" })).items.sort((a, b) =>
+        Number(a.metadata?.annotations?.["deployment.kubernetes.io/revision"]) - Number(b.metadata?.annotations?.["deployment.kubernetes.io/revision"]),
+      );
+    let sets = await replicaSets();
+    assert.equal(sets.length, 1);
+    const first = sets[0] as k8s.V1ReplicaSet;
+    const hash = first.metadata?.labels?.["pod-template-hash"] ?? "";
+    assert.match(hash, /^[bcdfghjklmnpqrstvwxz2456789]{1,10}$/);
+    assert.equal(first.metadata?.name, `web-${hash}`);
+    assert.deepEqual(first.metadata?.ownerReferences?.map((r) => [r.kind, r.name, r.uid, r.controller]), [["Deployment", "web", created.metadata?.uid, true]]);
+    assert.equal(first.spec?.replicas, 2);
+    assert.equal(first.spec?.selector.matchLabels?.["pod-template-hash"], hash);
+    assert.equal(first.spec?.template?.metadata?.labels?.["pod-template-hash"], hash);
+    assert.equal(first.status?.readyReplicas, 2);
+    assert.equal(first.status?.observedGeneration, first.metadata?.generation);
+
+    // A new template: a new ReplicaSet with the next revision; the old one goes to 0.
+    await c.apps.patchNamespacedDeployment({ name: "web", namespace: "default", body: { spec: { template: template("nginx:2") } } }, MERGE);
+    sets = await replicaSets();
+    assert.deepEqual(sets.map((rs) => [rs.spec?.replicas, rs.metadata?.annotations?.["deployment.kubernetes.io/revision"]]), [[0, "1"], [2, "2"]]);
+    assert.equal(sets[1]?.spec?.template?.spec?.containers[0]?.image, "nginx:2");
+    const second = await c.apps.readNamespacedDeployment({ name: "web", namespace: "default" });
+    assert.equal(second.metadata?.annotations?.["deployment.kubernetes.io/revision"], "2");
+    assert.match(second.status?.conditions?.find((x) => x.type === "Progressing")?.message ?? "", new RegExp(`ReplicaSet "${sets[1]?.metadata?.name}"`));
+
+    // Back to the first template (a rollback): its ReplicaSet comes back as revision 3; scaling changes only the current one.
+    await c.apps.patchNamespacedDeployment({ name: "web", namespace: "default", body: { spec: { replicas: 3, template: template("nginx:1") } } }, MERGE);
+    sets = await replicaSets();
+    assert.deepEqual(sets.map((rs) => [rs.metadata?.name, rs.spec?.replicas, rs.metadata?.annotations?.["deployment.kubernetes.io/revision"]]), [
+      [sets[0]?.metadata?.name, 0, "2"],
+      [first.metadata?.name, 3, "3"],
+    ]);
+
+    // The controller makes a deleted current ReplicaSet again; deleting the Deployment takes its ReplicaSets along.
+    await c.apps.deleteNamespacedReplicaSet({ name: first.metadata?.name ?? "", namespace: "default" });
+    assert.equal((await c.apps.readNamespacedReplicaSet({ name: first.metadata?.name ?? "", namespace: "default" })).spec?.replicas, 3);
+    await c.apps.deleteNamespacedDeployment({ name: "web", namespace: "default" });
+    assert.deepEqual(await replicaSets(), []);
   });
 
   test("deleting a cluster removes its Kubernetes objects and snapshots", async () => {

@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { X509Certificate } from "node:crypto";
+import { existsSync, statSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
 import { startRancherSim, type RancherSim } from "../sim/rancher.js";
+import { ensureTlsMaterial, tlsNames } from "../sim/tls.js";
 
 const TOKEN = "sim-test-token";
 const FAST = { clusterProvisionMs: 150, nodeBootMs: 200, nodeRemoveMs: 100 };
@@ -124,7 +128,9 @@ describe("rancher simulator", () => {
     assert.equal(created.creatorId, "user-admin");
     assert.match(created.created, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     assert.equal(typeof created.createdTS, "number");
-    assert.equal(created.apiEndpoint, `${sim.url}/k8s/clusters/${created.id}`);
+    // Rancher's Kubernetes proxy is HTTPS: apiEndpoint names the simulator's TLS listener.
+    assert.match(sim.tlsUrl, /^https:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal(created.apiEndpoint, `${sim.tlsUrl}/k8s/clusters/${created.id}`);
     assert.equal(created.links.self, `${sim.url}/v3/clusters/${created.id}`);
     assert.equal(created.links.nodePools, `${sim.url}/v3/nodepools?clusterId=${created.id}`);
     assert.deepEqual(created.actions, {});
@@ -259,7 +265,7 @@ describe("rancher simulator", () => {
     const kubeconfig = await api("POST", `/v3/clusters/${cluster.id}?action=generateKubeconfig`);
     assert.equal(kubeconfig.status, 200);
     assert.equal(kubeconfig.body.type, "generateKubeConfigOutput");
-    assert.ok(kubeconfig.body.config.includes(`server: "${sim.url}/k8s/clusters/${cluster.id}"`));
+    assert.ok(kubeconfig.body.config.includes(`server: "${sim.tlsUrl}/k8s/clusters/${cluster.id}"`));
     assert.match(kubeconfig.body.config, /token: "kubeconfig-user-/);
   });
 
@@ -540,5 +546,118 @@ describe("rancher simulator", () => {
     assert.equal((await api("POST", `/v3/clusters/${cluster.id}?action=backupEtcd`)).status, 409);
     assert.equal((await api("POST", "/v3/etcdbackups", { clusterId: "c-zzzzz" })).body.fieldName, "clusterId");
     assert.equal((await api("GET", "/v3/etcdbackups")).body.data.length, 0);
+  });
+});
+
+/** A JSON call over HTTPS trusting only `ca` (Node's fetch cannot be given a CA). */
+function httpsCall(url: string, ca: string | undefined, method = "GET", body?: unknown): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const req = httpsRequest(url, { method, headers, ...(ca === undefined ? {} : { ca }) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        resolve({ status: res.statusCode ?? 0, body: text === "" ? null : JSON.parse(text) });
+      });
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+describe("rancher simulator over HTTPS", () => {
+  let dir: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "kumo-sim-tls-test-"));
+  });
+
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("the key and self-signed certificate are made with openssl once, reused, and made again when they no longer fit", async () => {
+    const tlsDir = join(dir, "material", "tls");
+    const names = tlsNames("127.0.0.1");
+    const first = ensureTlsMaterial(tlsDir, names);
+    const x509 = new X509Certificate(first.cert);
+    assert.ok(x509.checkIP("127.0.0.1"));
+    assert.ok(x509.checkIP("::1"));
+    assert.equal(x509.checkHost("localhost"), "localhost");
+    assert.equal(x509.checkIssued(x509), true, "self-signed");
+    assert.equal(x509.ca, true);
+    assert.ok(Date.parse(x509.validTo) > Date.now() + 300 * 24 * 3600 * 1000);
+    assert.equal(statSync(join(tlsDir, "key.pem")).mode & 0o777, 0o600, "the key is private");
+    assert.equal(ensureTlsMaterial(tlsDir, names).cert, first.cert, "reused while it fits");
+
+    // A certificate that does not cover the names asked for (here, a specific listen address) is made again.
+    const wider = ensureTlsMaterial(tlsDir, tlsNames("10.11.12.13"));
+    assert.notEqual(wider.cert, first.cert);
+    assert.ok(new X509Certificate(wider.cert).checkIP("10.11.12.13"));
+    // So is a damaged one.
+    await writeFile(join(tlsDir, "cert.pem"), "not a certificate");
+    const repaired = ensureTlsMaterial(tlsDir, names);
+    assert.ok(new X509Certificate(repaired.cert).checkIP("127.0.0.1"));
+    assert.equal(await readFile(join(tlsDir, "cert.pem"), "utf8"), repaired.cert);
+
+    // Without a state folder the material lives in a temporary folder until dispose().
+    const temporary = ensureTlsMaterial(null, names);
+    assert.ok(existsSync(join(temporary.dir, "cert.pem")));
+    temporary.dispose();
+    assert.equal(existsSync(temporary.dir), false);
+  });
+
+  test("the same API is served over HTTPS with that certificate, and links asked for over HTTPS are HTTPS", async () => {
+    const stateFile = join(dir, "https", "rancher.json");
+    const sim = await startRancherSim({ port: 0, stateFile, token: TOKEN, timing: FAST });
+    try {
+      assert.match(sim.tlsUrl, /^https:\/\/127\.0\.0\.1:\d+$/);
+      assert.notEqual(sim.tlsUrl.replace("https:", "http:"), sim.url);
+      assert.equal(await readFile(join(dir, "https", "tls", "cert.pem"), "utf8"), sim.tlsCert, "kept beside the state file");
+
+      const created = await httpsCall(`${sim.tlsUrl}/v3/clusters`, sim.tlsCert, "POST", { name: "secure", rancherKubernetesEngineConfig: { kubernetesVersion: VERSION } });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      assert.equal(created.body.links.self, `${sim.tlsUrl}/v3/clusters/${created.body.id}`);
+      assert.equal(created.body.apiEndpoint, `${sim.tlsUrl}/k8s/clusters/${created.body.id}`);
+      // Asked for by "localhost" (also in the certificate), links keep that name.
+      const port = new URL(sim.tlsUrl).port;
+      const local = await httpsCall(`https://localhost:${port}/v3/clusters/${created.body.id}`, sim.tlsCert);
+      assert.equal(local.body.apiEndpoint, `https://localhost:${port}/k8s/clusters/${created.body.id}`);
+      // Over plain HTTP the Kubernetes endpoint is still the HTTPS one.
+      const plain = await call(sim.url, "GET", `/v3/clusters/${created.body.id}`);
+      assert.equal(plain.body.links.self, `${sim.url}/v3/clusters/${created.body.id}`);
+      assert.equal(plain.body.apiEndpoint, `${sim.tlsUrl}/k8s/clusters/${created.body.id}`);
+      const listed = await httpsCall(`${sim.tlsUrl}/v3/clusters`, sim.tlsCert);
+      assert.equal(listed.status, 200);
+      assert.deepEqual(listed.body.data.map((c: Json) => c.name), ["secure"]);
+
+      // A client that does not trust the certificate is refused by TLS itself.
+      await assert.rejects(httpsCall(`${sim.tlsUrl}/healthz`, undefined), /self[- ]signed/i);
+    } finally {
+      await sim.close();
+    }
+    // A restart keeps the certificate, so kubeconfigs handed out before stay valid.
+    const again = await startRancherSim({ port: 0, stateFile, token: TOKEN, timing: FAST });
+    try {
+      assert.equal(again.tlsCert, await readFile(join(dir, "https", "tls", "cert.pem"), "utf8"));
+    } finally {
+      await again.close();
+    }
+  });
+
+  test("tlsPort picks the HTTPS port, also without a state file (then the certificate is temporary)", async () => {
+    const probe = await startRancherSim({ port: 0, stateFile: null, token: TOKEN });
+    const free = Number(new URL(probe.tlsUrl).port);
+    await probe.close();
+    const sim = await startRancherSim({ port: 0, tlsPort: free, stateFile: null, token: TOKEN });
+    try {
+      assert.equal(sim.tlsUrl, `https://127.0.0.1:${free}`);
+      assert.equal((await httpsCall(`${sim.tlsUrl}/healthz`, sim.tlsCert)).body.ok, true);
+    } finally {
+      await sim.close();
+    }
   });
 });
