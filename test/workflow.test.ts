@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,6 +17,7 @@ import { Store } from '../store/index.js';
 import { createCluster, createClusterSteps, progressQuery, type CreateClusterInput } from '../workflows/cluster.js';
 import { ensureSearchAttributes } from '../workers/temporal.js';
 import { kubeClients, workflowsPath } from '../workers/worker.js';
+import { saveHistory } from './helpers/histories.js';
 import { waitFor } from './helpers/wait.js';
 
 /**
@@ -118,16 +118,8 @@ describe('createCluster on the real Temporal dev server', () => {
     ...overrides,
   });
 
-  /** Saves a run's history as the Temporal CLI exports it (the format operators capture too). */
-  async function record(name: string, handle: { workflowId: string; firstExecutionRunId: string }) {
-    if (process.env.KUMO_RECORD_HISTORIES !== '1') return;
-    const json = execFileSync(
-      temporalCli(),
-      ['workflow', 'show', '--workflow-id', handle.workflowId, '--run-id', handle.firstExecutionRunId, '--output', 'json', '--address', env.address],
-      { encoding: 'utf8' },
-    );
-    writeFileSync(new URL(`./histories/${name}.json`, import.meta.url), json);
-  }
+  const record = (name: string, handle: { workflowId: string; firstExecutionRunId: string }) =>
+    saveHistory(env.address, name, { workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
 
   const rancherClusters = async (name: string) => ((await admin('/admin/state')).clusters as any[]).filter((c) => c.name === name);
 
@@ -149,7 +141,7 @@ describe('createCluster on the real Temporal dev server', () => {
     assert.ok(operation?.steps.every((step) => step.status === 'succeeded' && step.startedAt && step.finishedAt));
     const progress = await handle.query(progressQuery);
     assert.equal(progress.steps.length, createClusterSteps.length);
-    await record('createCluster-succeeded', handle);
+    record('createCluster-succeeded', handle);
   });
 
   test('a spec Rancher refuses fails at once with InvalidSpec and no retry', async () => {
@@ -167,7 +159,7 @@ describe('createCluster on the real Temporal dev server', () => {
     assert.equal(operation?.status, 'failed');
     assert.deepEqual({ ...operation?.failure, message: undefined }, { step: 'createRancherCluster', type: 'InvalidSpec', attempts: 1, message: undefined });
     assert.equal((await store.getCluster('wf-refused'))?.state, 'failed');
-    await record('createCluster-invalid-spec', handle);
+    record('createCluster-invalid-spec', handle);
   });
 
   test('transient Rancher errors are retried until the step succeeds, without duplicates', async () => {
@@ -188,7 +180,7 @@ describe('createCluster on the real Temporal dev server', () => {
     try {
       const { handle } = await start(spec('wf-lost'));
       await handle.result();
-      await record('createCluster-retried', handle);
+      record('createCluster-retried', handle);
     } finally {
       await admin('/admin/faults', undefined, 'DELETE');
     }
@@ -242,7 +234,7 @@ describe('createCluster on the real Temporal dev server', () => {
       assert.equal(operation?.steps.find((step) => step.name === 'waitUntilActive')?.status, 'cancelled');
       assert.equal(await store.getCluster('wf-cancel'), null);
       assert.ok((await rancherClusters('wf-cancel')).every((c) => c.state === 'removing'));
-      await record('createCluster-cancelled', handle);
+      record('createCluster-cancelled', handle);
     } finally {
       await admin('/admin/settings', { nodeBootMs: 300 });
     }

@@ -1,9 +1,9 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../../scripts/stack.js';
-import { freePort, temporalCli } from '../../scripts/tools.js';
+import { freePort } from '../../scripts/tools.js';
+import { saveHistory } from './histories.js';
 
 /** Simulator and poll timings that keep end-to-end tests quick but still stepwise. */
 export const fastTiming = {
@@ -103,16 +103,7 @@ export function clusterSpec(name: string, overrides: Record<string, unknown> = {
   };
 }
 
-/**
- * With KUMO_RECORD_HISTORIES=1, saves an operation's workflow history (the
- * Temporal CLI's JSON export) under test/histories/ for the replay test.
- */
+/** Saves an operation's workflow history for the replay test (see saveHistory). */
 export function recordHistory(stack: TestStack, name: string, operation: { workflowId: string; runId: string | null }): void {
-  if (process.env.KUMO_RECORD_HISTORIES !== '1' || !operation.runId) return;
-  const json = execFileSync(
-    temporalCli(),
-    ['workflow', 'show', '--workflow-id', operation.workflowId, '--run-id', operation.runId, '--output', 'json', '--address', stack.temporalAddress],
-    { encoding: 'utf8' },
-  );
-  writeFileSync(new URL(`../histories/${name}.json`, import.meta.url), json);
+  saveHistory(stack.temporalAddress, name, operation);
 }
