@@ -308,8 +308,11 @@ export const createClusterActivities = ({ rancher, store, kubeFor, pollIntervalM
         const detail = `draining ${hostname}: ${evicted} evicted${blocked.length ? `, ${blocked.length} blocked by a PodDisruptionBudget` : ''}`;
         heartbeat({ detail });
         await store.setOperationDetail(operationId, detail);
-        if (blocked.length > 0 && Date.now() > deadline) {
-          throw new ProviderError('Timeout', `drain of ${hostname} did not finish in ${timeoutSeconds} s: eviction blocked by a PodDisruptionBudget for ${blocked.slice(0, 10).join(', ')}`);
+        if (Date.now() > deadline) {
+          const why = blocked.length
+            ? `eviction blocked by a PodDisruptionBudget for ${blocked.slice(0, 10).join(', ')}`
+            : `pods still on the node: ${pods.slice(0, 10).map((pod) => `${pod.namespace}/${pod.name}`).join(', ')}`;
+          throw new ProviderError('Timeout', `drain of ${hostname} did not finish in ${timeoutSeconds} s: ${why}`);
         }
         await context.sleep(pollIntervalMs);
       }
