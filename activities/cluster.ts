@@ -249,8 +249,8 @@ export const createClusterActivities = ({ rancher, store, kubeFor, pollIntervalM
     },
 
     /** A pool's current quantity in Rancher. */
-    async poolQuantity({ poolRancherId }: { poolRancherId: string }): Promise<number> {
-      const pools = await rancher.listNodePools(poolRancherId.split(':')[0] ?? '');
+    async poolQuantity({ rancherId, poolRancherId }: { rancherId: string; poolRancherId: string }): Promise<number> {
+      const pools = await rancher.listNodePools(rancherId);
       const pool = pools.find((candidate) => candidate.id === poolRancherId);
       if (!pool) throw new ProviderError('NotFound', `Rancher has no node pool ${poolRancherId}`);
       return pool.quantity;

@@ -4,7 +4,7 @@
  * classified ProviderError and that the token never leaks into one.
  */
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
+import { freePort } from '../scripts/tools.js';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { inspect } from 'node:util';
@@ -46,18 +46,6 @@ async function waitFor<T>(what: string, probe: () => Promise<T>, done: (value: T
   return value;
 }
 
-/** A loopback port with nothing listening on it. */
-async function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('createRancherClient against the Rancher simulator', () => {
   let sim: RancherSim;
@@ -140,7 +128,7 @@ describe('createRancherClient against the Rancher simulator', () => {
   });
 
   test('a refused connection is Transient', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const error = await failsWith(client({ url: `http://127.0.0.1:${port}` }).listNodes('c-x'), 'Transient');
     assert.match(error.message, /ECONNREFUSED/);
     assert.match(error.message, /^Rancher GET \/v3\/nodes: /);
@@ -237,7 +225,7 @@ describe('createRancherClient against the Rancher simulator', () => {
       await failsWith(newCluster('Not_A_Name'), 'InvalidSpec'),
       await failsWith(rancher.getCluster('c-none1'), 'NotFound'),
       await failsWith(rancher.listNodePools('c-any01'), 'Transient'),
-      await failsWith(client({ url: `http://127.0.0.1:${await closedPort()}` }).listNodes('c-any01'), 'Transient'),
+      await failsWith(client({ url: `http://127.0.0.1:${await freePort()}` }).listNodes('c-any01'), 'Transient'),
     ];
     for (const error of errors) {
       const shown = inspect(error, { depth: 5 });

@@ -260,7 +260,7 @@ export async function replaceNode(input: ReplaceNodeInput): Promise<{ replacedBy
       });
       const poolRancherId = node.poolRancherId;
       const { nodes } = await steps.run('waitForReplacement', async () => {
-        const quantity = await rancher.poolQuantity({ poolRancherId });
+        const quantity = await rancher.poolQuantity({ rancherId: input.rancherId, poolRancherId });
         return wait.waitForPool({
           operationId: input.operationId,
           clusterId: input.clusterId,
