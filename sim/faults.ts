@@ -33,6 +33,16 @@ export interface FaultConfig {
   neverReadyNodes: string[];
   /** Regular expressions; nodes whose hostname matches never become Ready again after their upgrade window. */
   failUpgradeNodes: string[];
+  /** Workloads with a container whose image matches `image` (in a cluster whose id or name matches `cluster`, any when absent) never become ready. */
+  crashLoop: CrashLoopRule[];
+}
+
+/** One crash-loop rule: both fields are regular expressions. */
+export interface CrashLoopRule {
+  /** Tested against the cluster id and the cluster name; any cluster when absent. */
+  cluster?: string;
+  /** Tested against each container image of a workload's pod template. */
+  image: string;
 }
 
 /** Thrown for a fault configuration that does not make sense. */
@@ -43,11 +53,16 @@ interface CompiledRule {
   pathRe: RegExp | null;
 }
 
+interface CompiledCrashLoop {
+  clusterRe: RegExp | null;
+  imageRe: RegExp;
+}
+
 const MAX_LATENCY_MS = 120_000;
 const MAX_PATTERN_LENGTH = 1000;
 
 function emptyConfig(): FaultConfig {
-  return { errorRate: 0, errorStatus: 503, latencyMs: 0, rules: [], neverReadyNodes: [], failUpgradeNodes: [] };
+  return { errorRate: 0, errorStatus: 503, latencyMs: 0, rules: [], neverReadyNodes: [], failUpgradeNodes: [], crashLoop: [] };
 }
 
 /** Holds the current fault configuration and decides which calls fail. */
@@ -56,14 +71,16 @@ export class Faults {
   private rules: CompiledRule[] = [];
   private neverReady: RegExp[] = [];
   private failUpgrade: RegExp[] = [];
+  private crashLoop: CompiledCrashLoop[] = [];
 
   /** Replaces the configuration; throws FaultConfigError and keeps the old one on bad input. */
   replace(input: unknown): void {
-    const { config, rules, neverReady, failUpgrade } = validate(input);
+    const { config, rules, neverReady, failUpgrade, crashLoop } = validate(input);
     this.config = config;
     this.rules = rules;
     this.neverReady = neverReady;
     this.failUpgrade = failUpgrade;
+    this.crashLoop = crashLoop;
   }
 
   clear(): void {
@@ -109,6 +126,13 @@ export class Faults {
   failsUpgrade(hostname: string): boolean {
     return this.failUpgrade.some((re) => re.test(hostname));
   }
+
+  /** Whether a container running `image` in the cluster (id, name) crash-loops. */
+  crashLoops(clusterId: string, clusterName: string, image: string): boolean {
+    return this.crashLoop.some(
+      ({ clusterRe, imageRe }) => (clusterRe === null || clusterRe.test(clusterId) || clusterRe.test(clusterName)) && imageRe.test(image),
+    );
+  }
 }
 
 /** The error reply a rule answers with. */
@@ -118,9 +142,17 @@ export function ruleReply(rule: FaultRule): Reply {
   return errorReply(rule.status, code, message);
 }
 
-function validate(input: unknown): { config: FaultConfig; rules: CompiledRule[]; neverReady: RegExp[]; failUpgrade: RegExp[] } {
+interface Validated {
+  config: FaultConfig;
+  rules: CompiledRule[];
+  neverReady: RegExp[];
+  failUpgrade: RegExp[];
+  crashLoop: CompiledCrashLoop[];
+}
+
+function validate(input: unknown): Validated {
   if (!isPlainObject(input)) throw new FaultConfigError("fault configuration must be a JSON object");
-  const known = new Set(["errorRate", "errorStatus", "latencyMs", "rules", "neverReadyNodes", "failUpgradeNodes"]);
+  const known = new Set(["errorRate", "errorStatus", "latencyMs", "rules", "neverReadyNodes", "failUpgradeNodes", "crashLoop"]);
   for (const key of Object.keys(input)) {
     // Unknown keys are refused so a typo cannot silently disable a fault a test relies on.
     if (!known.has(key)) throw new FaultConfigError(`unknown fault setting "${key}"`);
@@ -162,7 +194,28 @@ function validate(input: unknown): { config: FaultConfig; rules: CompiledRule[];
       config.failUpgradeNodes.push(raw as string);
     });
   }
-  return { config, rules, neverReady, failUpgrade };
+  const crashLoop: CompiledCrashLoop[] = [];
+  if (input.crashLoop !== undefined) {
+    if (!Array.isArray(input.crashLoop)) throw new FaultConfigError("crashLoop must be an array of {cluster?, image} objects");
+    input.crashLoop.forEach((raw: unknown, i: number) => {
+      const where = `crashLoop[${i}]`;
+      if (!isPlainObject(raw)) throw new FaultConfigError(`${where} must be an object with an image regular expression and an optional cluster one`);
+      for (const key of Object.keys(raw)) {
+        if (key !== "cluster" && key !== "image") throw new FaultConfigError(`${where} has unknown setting "${key}"`);
+      }
+      if (raw.image === undefined) throw new FaultConfigError(`${where}.image is required`);
+      const imageRe = pattern(raw.image, `${where}.image`);
+      const rule: CrashLoopRule = { image: raw.image as string };
+      let clusterRe: RegExp | null = null;
+      if (raw.cluster !== undefined) {
+        clusterRe = pattern(raw.cluster, `${where}.cluster`);
+        rule.cluster = raw.cluster as string;
+      }
+      crashLoop.push({ clusterRe, imageRe });
+      config.crashLoop.push(rule);
+    });
+  }
+  return { config, rules, neverReady, failUpgrade, crashLoop };
 }
 
 function validateRule(raw: unknown, where: string): CompiledRule {

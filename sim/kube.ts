@@ -4,10 +4,11 @@
  * the Rancher nodes, pods with a tiny scheduler and kubelet, eviction with
  * PodDisruptionBudgets, a little garbage collection, and watch streams.
  *
- * Beyond that, controllers only pretend: Deployments and friends get a status
- * that says they are rolled out; a Deployment gets its ReplicaSets (one per
- * pod template, the current one scaled up, the others to 0), but no pods are
- * made for either.
+ * Beyond that, controllers only pretend: Deployments and friends report a
+ * rollout that becomes ready `workloadReadyMs` after it started (never, while
+ * a `crashLoop` fault matches one of their images); a Deployment gets its
+ * ReplicaSets (one per pod template, the current one scaled up, the others
+ * to 0), but no pods are made for either.
  */
 import { createHash, randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
@@ -29,7 +30,7 @@ import {
 } from "./kube-util.js";
 import { crdResources, groupVersion, qualifiedName, resourceKey, STATIC_RESOURCES, type ResourceDef } from "./kube-resources.js";
 import { gitVersionOf, type NodeHealth, type RancherModel } from "./model.js";
-import type { StoredCluster, StoredKubeObject, StoredNode } from "./state.js";
+import type { StoredCluster, StoredKubeObject, StoredNode, StoredRollout } from "./state.js";
 
 type Obj = Record<string, unknown>;
 
@@ -40,6 +41,14 @@ export interface Selectors {
 
 export interface WriteOptions {
   dryRun: boolean;
+}
+
+/** One workload `POST /admin/clusters/<id>/workloads/stop` stopped. */
+export interface StoppedWorkload {
+  kind: string;
+  namespace: string;
+  name: string;
+  action: "scaled-to-zero" | "deleted";
 }
 
 const NODE_CAPACITY = { cpu: "4", "ephemeral-storage": "100Gi", "hugepages-2Mi": "0", memory: "16Gi", pods: "110" };
@@ -57,9 +66,19 @@ const NODES_KEY = resourceKey(NODES);
 const PODS_KEY = resourceKey(PODS);
 const NAMESPACES_KEY = resourceKey(NAMESPACES);
 const PDBS_KEY = "policy/poddisruptionbudgets";
-const DEPLOYMENTS_KEY = "apps/deployments";
+const DEPLOYMENTS = STATIC_RESOURCES.find((d) => d.group === "apps" && d.plural === "deployments") as ResourceDef;
+const DEPLOYMENTS_KEY = resourceKey(DEPLOYMENTS);
 const REPLICASETS = STATIC_RESOURCES.find((d) => d.group === "apps" && d.plural === "replicasets") as ResourceDef;
 const REPLICASETS_KEY = resourceKey(REPLICASETS);
+const STATEFULSETS = STATIC_RESOURCES.find((d) => d.group === "apps" && d.plural === "statefulsets") as ResourceDef;
+const STATEFULSETS_KEY = resourceKey(STATEFULSETS);
+const DAEMONSETS = STATIC_RESOURCES.find((d) => d.group === "apps" && d.plural === "daemonsets") as ResourceDef;
+const DAEMONSETS_KEY = resourceKey(DAEMONSETS);
+/** Workloads whose status follows a pretend rollout. */
+const WORKLOAD_KEYS = new Set([DEPLOYMENTS_KEY, REPLICASETS_KEY, STATEFULSETS_KEY, DAEMONSETS_KEY]);
+/** Owners whose pods show the `crashLoop` fault. */
+const WORKLOAD_OWNERS = new Set(["ReplicaSet", "StatefulSet", "DaemonSet", "Deployment", "ReplicationController"]);
+const CRASH_LOOP_REASON = "CrashLoopBackOff";
 const HASH_LABEL = "pod-template-hash";
 const REVISION_ANNOTATION = "deployment.kubernetes.io/revision";
 /** Characters of Kubernetes' rand.SafeEncodeString, which makes pod-template-hash values. */
@@ -175,6 +194,73 @@ function revisionOf(obj: Obj): number {
   const annotations = meta(obj).annotations;
   const value = isPlainObject(annotations) ? Number(annotations[REVISION_ANNOTATION]) : NaN;
   return Number.isInteger(value) && value > 0 ? value : 0;
+}
+
+/** How far a workload's rollout has come at some moment. */
+interface RolloutPhase {
+  /** Every desired replica is ready. */
+  ready: boolean;
+  /** A `crashLoop` fault matches one of its images (and it wants replicas). */
+  crashLooping: boolean;
+  /** A Deployment past its progressDeadlineSeconds without becoming ready. */
+  stalled: boolean;
+  /** Ready replicas now. */
+  readyCount: number;
+  /** When this phase began (for condition timestamps). */
+  since: number;
+}
+
+/**
+ * A status condition with Kubernetes' timestamps: `lastTransitionTime` kept
+ * while its status stays, `lastUpdateTime` while nothing about it changes.
+ */
+function stampCondition(condition: Obj, previous: Obj, at: string): Obj {
+  const conditions = Array.isArray(previous.conditions) ? previous.conditions.filter(isPlainObject) : [];
+  const prev = conditions.find((p) => p.type === condition.type);
+  const transition = prev !== undefined && prev.status === condition.status && typeof prev.lastTransitionTime === "string" ? prev.lastTransitionTime : at;
+  const unchanged = prev !== undefined && prev.status === condition.status && prev.reason === condition.reason && prev.message === condition.message;
+  const update = unchanged && typeof prev.lastUpdateTime === "string" ? prev.lastUpdateTime : at;
+  return { ...condition, lastUpdateTime: update, lastTransitionTime: transition };
+}
+
+function phaseKey(phase: RolloutPhase): string {
+  return `${phase.crashLooping ? "crashloop" : phase.ready ? "ready" : "progressing"}${phase.stalled ? "/stalled" : ""}`;
+}
+
+/** The images of a workload's pod template (containers and init containers). */
+function templateImages(obj: Obj): string[] {
+  const template = spec(obj).template;
+  const podSpec = isPlainObject(template) && isPlainObject(template.spec) ? template.spec : {};
+  const images: string[] = [];
+  for (const field of ["initContainers", "containers"]) {
+    const list = podSpec[field];
+    if (!Array.isArray(list)) continue;
+    for (const c of list) if (isPlainObject(c) && typeof c.image === "string") images.push(c.image);
+  }
+  return images;
+}
+
+/** The replicas a written workload asks for; a DaemonSet's come from the nodes it fits (given). */
+function wantedReplicas(obj: Obj): number {
+  return num(spec(obj).replicas) ?? 1;
+}
+
+/** The ready replicas a stored workload status reports. */
+function shownReady(key: string, obj: Obj): number {
+  const status = isPlainObject(obj.status) ? obj.status : {};
+  return num(key === DAEMONSETS_KEY ? status.numberReady : status.readyReplicas) ?? 0;
+}
+
+/** Drops zero counts, as the API server does for fields marked omitempty. */
+function withoutZeros(status: Obj, fields: readonly string[]): Obj {
+  for (const field of fields) if (status[field] === 0) delete status[field];
+  return status;
+}
+
+/** A pod a workload controller made (its ownerReferences name one). */
+function ownedByWorkload(pod: Obj): boolean {
+  const refs = meta(pod).ownerReferences;
+  return Array.isArray(refs) && refs.some((r) => isPlainObject(r) && typeof r.kind === "string" && WORKLOAD_OWNERS.has(r.kind));
 }
 
 interface Toleration {
@@ -363,13 +449,15 @@ export class KubeApi {
     m.generation = 1;
     if (def.status) delete obj.status;
     this.defaults(def, obj);
-    this.admit(cluster, def, obj, null, now);
+    const rollout = this.rolloutAfterWrite(key, obj, null, undefined, now);
+    this.admit(cluster, def, obj, null, now, rollout);
     if (opts.dryRun) {
       m.resourceVersion = String(this.data.kubeResourceVersion);
       return this.present(cluster, def, obj, now);
     }
     m.resourceVersion = String(this.model.nextResourceVersion());
     const entry: StoredKubeObject = { key, ns: def.namespaced ? ns : "", name, obj };
+    if (rollout !== undefined) entry.rollout = rollout;
     this.objects(cluster).push(entry);
     this.emit(cluster.id, key, entry.ns, "ADDED", obj);
     this.afterWrite(cluster, entry, now);
@@ -398,6 +486,7 @@ export class KubeApi {
     if (rv !== undefined && rv !== null && rv !== "" && rv !== oldMeta.resourceVersion) throw conflict(def, name);
 
     let result: Obj;
+    let rollout = entry.rollout;
     if (opts.subresource === "status") {
       result = structuredClone(old);
       if (next.status === undefined) delete result.status;
@@ -422,11 +511,13 @@ export class KubeApi {
       };
       const generation = num(oldMeta.generation) ?? 1;
       rm.generation = changed(result) !== changed(old) ? generation + 1 : generation;
-      this.admit(cluster, def, result, old, now);
+      rollout = this.rolloutAfterWrite(key, result, old, entry.rollout, now);
+      this.admit(cluster, def, result, old, now, rollout);
     }
     if (opts.dryRun) return this.present(cluster, def, result, now);
     meta(result).resourceVersion = String(this.model.nextResourceVersion());
     entry.obj = result;
+    if (rollout !== undefined) entry.rollout = rollout;
     this.emit(cluster.id, key, entry.ns, "MODIFIED", result);
     if (opts.subresource === undefined) this.afterWrite(cluster, entry, now);
     return this.present(cluster, def, entry.obj, now);
@@ -568,21 +659,30 @@ export class KubeApi {
 
   /** The API server's defaults for fields a client may leave out (only the ones clients rely on). */
   private defaults(def: ResourceDef, obj: Obj): void {
-    if (resourceKey(def) !== DEPLOYMENTS_KEY) return;
+    const key = resourceKey(def);
+    if (key !== DEPLOYMENTS_KEY && key !== STATEFULSETS_KEY && key !== DAEMONSETS_KEY) return;
     const s: Obj = isPlainObject(obj.spec) ? obj.spec : {};
     obj.spec = s;
-    s.replicas ??= 1;
     s.revisionHistoryLimit ??= 10;
-    s.progressDeadlineSeconds ??= 600;
-    const strategy: Obj = isPlainObject(s.strategy) ? s.strategy : {};
-    s.strategy = strategy;
+    const strategyField = key === DEPLOYMENTS_KEY ? "strategy" : "updateStrategy";
+    const strategy: Obj = isPlainObject(s[strategyField]) ? s[strategyField] : {};
+    s[strategyField] = strategy;
     strategy.type ??= "RollingUpdate";
-    if (strategy.type === "RollingUpdate") {
-      const rolling: Obj = isPlainObject(strategy.rollingUpdate) ? strategy.rollingUpdate : {};
+    const rolling: Obj = isPlainObject(strategy.rollingUpdate) ? strategy.rollingUpdate : {};
+    if (key === DEPLOYMENTS_KEY) {
+      s.replicas ??= 1;
+      s.progressDeadlineSeconds ??= 600;
       rolling.maxUnavailable ??= "25%";
       rolling.maxSurge ??= "25%";
-      strategy.rollingUpdate = rolling;
+    } else if (key === STATEFULSETS_KEY) {
+      s.replicas ??= 1;
+      s.podManagementPolicy ??= "OrderedReady";
+      rolling.partition ??= 0;
+    } else {
+      rolling.maxUnavailable ??= 1;
+      rolling.maxSurge ??= 0;
     }
+    if (strategy.type === "RollingUpdate") strategy.rollingUpdate = rolling;
   }
 
   /** What controllers do at once after an object is written. */
@@ -679,21 +779,19 @@ export class KubeApi {
       .sort((a, b) => revisionOf(a.obj) - revisionOf(b.obj));
     for (const rs of history.slice(0, Math.max(0, history.length - limit))) this.removeEntry(cluster, rs, false);
 
-    // The Deployment names its revision and the ReplicaSet it progressed to.
+    // The Deployment names its revision and, in its conditions, the ReplicaSet it progresses to.
     const annotations = isStringMap(dm.annotations) ? dm.annotations : {};
-    const rsName = current.name;
-    const status: Obj = isPlainObject(dep.status) ? dep.status : {};
-    const conditions = Array.isArray(status.conditions) ? status.conditions.filter(isPlainObject) : [];
-    const progressing = conditions.find((c) => c.type === "Progressing");
-    const message = `ReplicaSet "${rsName}" has successfully progressed.`;
-    if (annotations[REVISION_ANNOTATION] === String(revision) && (progressing === undefined || progressing.message === message)) return;
+    const rollout = (entry.rollout ??= { startedTS: 0, baseReady: 0, shown: "ready" });
+    const { status, phase } = this.workloadStatus(cluster, DEPLOYMENTS_KEY, dep, rollout, replicas, now);
+    if (annotations[REVISION_ANNOTATION] === String(revision) && stableStringify(status) === stableStringify(dep.status)) return;
     dm.annotations = { ...annotations, [REVISION_ANNOTATION]: String(revision) };
-    if (progressing !== undefined) progressing.message = message;
+    dep.status = status;
+    rollout.shown = phaseKey(phase);
     dm.resourceVersion = String(this.model.nextResourceVersion());
     this.emit(cluster.id, DEPLOYMENTS_KEY, entry.ns, "MODIFIED", dep);
   }
 
-  private admit(cluster: StoredCluster, def: ResourceDef, obj: Obj, old: Obj | null, now: number): void {
+  private admit(cluster: StoredCluster, def: ResourceDef, obj: Obj, old: Obj | null, now: number, rollout?: StoredRollout): void {
     const m = meta(obj);
     const name = String(m.name);
     const generation = num(m.generation) ?? 1;
@@ -730,53 +828,17 @@ export class KubeApi {
       case PODS_KEY:
         if (old === null) this.startPod(cluster, obj, now, undefined);
         break;
-      case "apps/deployments": {
-        const replicas = num(spec(obj).replicas) ?? 1;
-        obj.status = {
-          observedGeneration: generation,
-          replicas,
-          updatedReplicas: replicas,
-          readyReplicas: replicas,
-          availableReplicas: replicas,
-          conditions: [
-            { type: "Available", status: "True", reason: "MinimumReplicasAvailable", message: "Deployment has minimum availability.", lastUpdateTime: rfc3339(now), lastTransitionTime: rfc3339(now) },
-            { type: "Progressing", status: "True", reason: "NewReplicaSetAvailable", message: `ReplicaSet "${name}" has successfully progressed.`, lastUpdateTime: rfc3339(now), lastTransitionTime: rfc3339(now) },
-          ],
-        };
-        break;
-      }
-      case "apps/replicasets": {
-        const replicas = num(spec(obj).replicas) ?? 1;
-        obj.status = { observedGeneration: generation, replicas, fullyLabeledReplicas: replicas, readyReplicas: replicas, availableReplicas: replicas };
-        break;
-      }
-      case "apps/statefulsets": {
-        const replicas = num(spec(obj).replicas) ?? 1;
-        const revision = `${name}-${createHash("sha256").update(stableStringify(spec(obj).template ?? {})).digest("hex").slice(0, 10)}`;
-        obj.status = {
-          observedGeneration: generation,
-          replicas,
-          readyReplicas: replicas,
-          currentReplicas: replicas,
-          updatedReplicas: replicas,
-          availableReplicas: replicas,
-          currentRevision: revision,
-          updateRevision: revision,
-          collisionCount: 0,
-        };
-        break;
-      }
-      case "apps/daemonsets": {
-        const n = this.registeredNodes(cluster, now).filter((node) => this.fits(node, obj, now, true)).length;
-        obj.status = {
-          observedGeneration: generation,
-          currentNumberScheduled: n,
-          desiredNumberScheduled: n,
-          numberAvailable: n,
-          numberReady: n,
-          updatedNumberScheduled: n,
-          numberMisscheduled: 0,
-        };
+      case DEPLOYMENTS_KEY:
+      case REPLICASETS_KEY:
+      case STATEFULSETS_KEY:
+      case DAEMONSETS_KEY: {
+        const key = resourceKey(def);
+        // A DaemonSet wants one pod on every node it fits, counted when it is written.
+        const desired = key === DAEMONSETS_KEY ? this.registeredNodes(cluster, now).filter((node) => this.fits(node, obj, now, true)).length : wantedReplicas(obj);
+        const bookkeeping = rollout ?? { startedTS: now, baseReady: 0, shown: "" };
+        const { status, phase } = this.workloadStatus(cluster, key, obj, bookkeeping, desired, now);
+        obj.status = status;
+        bookkeeping.shown = phaseKey(phase);
         break;
       }
       case "batch/jobs": {
@@ -829,6 +891,218 @@ export class KubeApi {
         obj.status = { observedGeneration: generation, conditions: [{ type: "Ready", status: "True", lastTransitionTime: rfc3339(now) }] };
         break;
     }
+  }
+
+  // ---- workload rollouts ---------------------------------------------------------------------------
+
+  /**
+   * The rollout bookkeeping a write leaves: a new rollout for a new workload or
+   * a new pod template (nothing ready yet), or a new replica count (the ready
+   * ones stay ready, up to the new count); otherwise the current one.
+   */
+  private rolloutAfterWrite(key: string, obj: Obj, old: Obj | null, prior: StoredRollout | undefined, now: number): StoredRollout | undefined {
+    if (!WORKLOAD_KEYS.has(key)) return undefined;
+    if (old === null) return { startedTS: now, baseReady: 0, shown: "" };
+    // Objects stored before rollouts were tracked were shown ready.
+    const base: StoredRollout = prior !== undefined ? structuredClone(prior) : { startedTS: 0, baseReady: 0, shown: "ready" };
+    if (stableStringify(spec(obj).template ?? null) !== stableStringify(spec(old).template ?? null)) return { startedTS: now, baseReady: 0, shown: base.shown };
+    if (key !== DAEMONSETS_KEY && wantedReplicas(obj) !== wantedReplicas(old)) {
+      return { startedTS: now, baseReady: Math.min(shownReady(key, old), wantedReplicas(obj)), shown: base.shown };
+    }
+    return base;
+  }
+
+  /**
+   * Where a workload's rollout stands at `now`: ready `workloadReadyMs` after it
+   * started, never while a `crashLoop` fault matches one of its images. A crash
+   * loop that is over starts the rollout again from now (the pods come up afresh).
+   */
+  private rolloutPhase(cluster: StoredCluster, key: string, obj: Obj, rollout: StoredRollout, desired: number, now: number): RolloutPhase {
+    const crashLooping = desired > 0 && templateImages(obj).some((image) => this.model.crashLoops(cluster, image));
+    if (!crashLooping && rollout.shown.startsWith("crashloop")) {
+      rollout.startedTS = now;
+      rollout.baseReady = 0;
+    }
+    if (!crashLooping) {
+      if (desired === 0 || rollout.baseReady >= desired) return { ready: true, crashLooping, stalled: false, readyCount: desired, since: rollout.startedTS };
+      const readyAt = rollout.startedTS + this.model.settings.workloadReadyMs;
+      if (now >= readyAt) return { ready: true, crashLooping, stalled: false, readyCount: desired, since: readyAt };
+    }
+    const deadlineSeconds = key === DEPLOYMENTS_KEY ? num(spec(obj).progressDeadlineSeconds) : undefined;
+    const deadlineAt = deadlineSeconds === undefined ? Infinity : rollout.startedTS + deadlineSeconds * 1000;
+    const stalled = now >= deadlineAt;
+    return {
+      ready: false,
+      crashLooping,
+      stalled,
+      readyCount: crashLooping ? 0 : Math.min(rollout.baseReady, desired),
+      since: stalled ? deadlineAt : crashLooping ? now : rollout.startedTS,
+    };
+  }
+
+  /** The name of the ReplicaSet a Deployment's pod template belongs to (or will, once the controller made it). */
+  private currentReplicaSetName(cluster: StoredCluster, dep: Obj): string {
+    const m = meta(dep);
+    const uid = str(m.uid);
+    const ns = String(m.namespace ?? "");
+    const template = spec(dep).template;
+    const wanted = templateKey(template);
+    const found =
+      uid === undefined ? undefined : this.objects(cluster).find((o) => o.key === REPLICASETS_KEY && o.ns === ns && controlledBy(o.obj, uid) && templateKey(spec(o.obj).template) === wanted);
+    return found?.name ?? `${String(m.name)}-${podTemplateHash(isPlainObject(template) ? template : {}, 0)}`;
+  }
+
+  /** The status a workload's controller would report now for `desired` replicas (a DaemonSet: nodes). */
+  private workloadStatus(cluster: StoredCluster, key: string, obj: Obj, rollout: StoredRollout, desired: number, now: number): { status: Obj; phase: RolloutPhase } {
+    const phase = this.rolloutPhase(cluster, key, obj, rollout, desired, now);
+    const m = meta(obj);
+    const observedGeneration = num(m.generation) ?? 1;
+    const previous: Obj = isPlainObject(obj.status) ? obj.status : {};
+    const ready = phase.readyCount;
+    const at = rfc3339(Math.min(phase.since, now));
+    switch (key) {
+      case DEPLOYMENTS_KEY: {
+        const rs = this.currentReplicaSetName(cluster, obj);
+        const status = withoutZeros(
+          { observedGeneration, replicas: desired, updatedReplicas: desired, readyReplicas: ready, availableReplicas: ready, unavailableReplicas: desired - ready },
+          ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas", "unavailableReplicas"],
+        );
+        const available = phase.ready
+          ? { type: "Available", status: "True", reason: "MinimumReplicasAvailable", message: "Deployment has minimum availability." }
+          : { type: "Available", status: "False", reason: "MinimumReplicasUnavailable", message: "Deployment does not have minimum availability." };
+        const progressing = phase.ready
+          ? { type: "Progressing", status: "True", reason: "NewReplicaSetAvailable", message: `ReplicaSet "${rs}" has successfully progressed.` }
+          : phase.stalled
+            ? { type: "Progressing", status: "False", reason: "ProgressDeadlineExceeded", message: `ReplicaSet "${rs}" has timed out progressing.` }
+            : { type: "Progressing", status: "True", reason: "ReplicaSetUpdated", message: `ReplicaSet "${rs}" is progressing.` };
+        status.conditions = [available, progressing].map((c) => stampCondition(c, previous, at));
+        return { status, phase };
+      }
+      case REPLICASETS_KEY:
+        return {
+          status: withoutZeros({ observedGeneration, replicas: desired, fullyLabeledReplicas: desired, readyReplicas: ready, availableReplicas: ready }, ["fullyLabeledReplicas", "readyReplicas", "availableReplicas"]),
+          phase,
+        };
+      case STATEFULSETS_KEY: {
+        const updateRevision = `${String(m.name)}-${createHash("sha256").update(stableStringify(spec(obj).template ?? {})).digest("hex").slice(0, 10)}`;
+        // The pods keep the revision they ran until the new one is rolled out.
+        const currentRevision = phase.ready ? updateRevision : (str(previous.currentRevision) ?? updateRevision);
+        const status = withoutZeros(
+          {
+            observedGeneration,
+            replicas: desired,
+            readyReplicas: ready,
+            currentReplicas: currentRevision === updateRevision ? desired : 0,
+            updatedReplicas: desired,
+            availableReplicas: ready,
+            currentRevision,
+            updateRevision,
+            collisionCount: 0,
+          },
+          ["readyReplicas", "currentReplicas", "updatedReplicas"],
+        );
+        return { status, phase };
+      }
+      default:
+        return {
+          status: withoutZeros(
+            {
+              observedGeneration,
+              currentNumberScheduled: desired,
+              desiredNumberScheduled: desired,
+              numberReady: ready,
+              numberAvailable: ready,
+              numberUnavailable: desired - ready,
+              updatedNumberScheduled: desired,
+              numberMisscheduled: 0,
+            },
+            ["numberAvailable", "numberUnavailable", "updatedNumberScheduled"],
+          ),
+          phase,
+        };
+    }
+  }
+
+  /**
+   * Shows the `crashLoop` fault in a running pod a workload made: matching
+   * containers wait in CrashLoopBackOff (one more restart), and run again once
+   * the fault is lifted. Answers whether the pod's status changed.
+   */
+  private showCrashLoop(cluster: StoredCluster, pod: Obj, now: number): boolean {
+    const status = isPlainObject(pod.status) ? pod.status : undefined;
+    if (status === undefined || status.phase !== "Running" || !ownedByWorkload(pod)) return false;
+    const statuses = Array.isArray(status.containerStatuses) ? status.containerStatuses.filter(isPlainObject) : [];
+    const t = rfc3339(now);
+    const pm = meta(pod);
+    let changed = false;
+    for (const cs of statuses) {
+      const state = isPlainObject(cs.state) ? cs.state : {};
+      const waiting = isPlainObject(state.waiting) && state.waiting.reason === CRASH_LOOP_REASON;
+      const crashing = typeof cs.image === "string" && this.model.crashLoops(cluster, cs.image);
+      if (crashing === waiting) continue;
+      changed = true;
+      if (crashing) {
+        const running = isPlainObject(state.running) ? state.running : {};
+        cs.lastState = {
+          terminated: { exitCode: 1, reason: "Error", startedAt: typeof running.startedAt === "string" ? running.startedAt : t, finishedAt: t, containerID: cs.containerID },
+        };
+        cs.state = {
+          waiting: {
+            reason: CRASH_LOOP_REASON,
+            message: `back-off 10s restarting failed container=${String(cs.name)} pod=${String(pm.name)}_${String(pm.namespace)}(${String(pm.uid)})`,
+          },
+        };
+        cs.restartCount = (num(cs.restartCount) ?? 0) + 1;
+        cs.ready = false;
+        cs.started = false;
+      } else {
+        cs.state = { running: { startedAt: t } };
+        cs.ready = true;
+        cs.started = true;
+      }
+    }
+    if (!changed) return false;
+    const unready = statuses.filter((cs) => cs.ready !== true).map((cs) => String(cs.name));
+    const conditions = Array.isArray(status.conditions) ? status.conditions.filter(isPlainObject) : [];
+    for (const c of conditions) {
+      if (c.type !== "Ready" && c.type !== "ContainersReady") continue;
+      const next = unready.length === 0 ? "True" : "False";
+      if (c.status !== next) c.lastTransitionTime = t;
+      c.status = next;
+      if (unready.length === 0) {
+        delete c.reason;
+        delete c.message;
+      } else {
+        c.reason = "ContainersNotReady";
+        c.message = `containers with unready status: [${unready.join(" ")}]`;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * What an operator stopping a workload does through the API: a Deployment or
+   * StatefulSet of that name is scaled to 0, a DaemonSet of that name deleted.
+   * Answers what was stopped (empty when there is no such workload).
+   */
+  stopWorkload(cluster: StoredCluster, ns: string, name: string, now: number): StoppedWorkload[] {
+    const stopped: StoppedWorkload[] = [];
+    if (!Object.hasOwn(this.data.kube, cluster.id)) return stopped;
+    for (const def of [DEPLOYMENTS, STATEFULSETS]) {
+      const entry = this.find(cluster, resourceKey(def), ns, name);
+      if (entry === undefined) continue;
+      if (num(spec(entry.obj).replicas) !== 0) {
+        const next = structuredClone(entry.obj);
+        next.spec = { ...spec(next), replicas: 0 };
+        this.replace(cluster, def, ns, name, next, now, { dryRun: false });
+      }
+      stopped.push({ kind: def.kind, namespace: ns, name, action: "scaled-to-zero" });
+    }
+    if (this.find(cluster, DAEMONSETS_KEY, ns, name) !== undefined) {
+      this.delete(cluster, DAEMONSETS, ns, name, undefined, now, { dryRun: false, orphan: false });
+      stopped.push({ kind: DAEMONSETS.kind, namespace: ns, name, action: "deleted" });
+    }
+    return stopped;
   }
 
   /** A made-up address: pods get 10.42.128.0/17 (the node addresses use the lower half), services 10.43.0.0/16. */
@@ -1127,6 +1401,7 @@ export class KubeApi {
         lastState: {},
       })),
     };
+    this.showCrashLoop(cluster, pod, now);
   }
 
   /** What a ReplicaSet or StatefulSet controller does when one of its pods is gone: a new one, elsewhere if possible. */
@@ -1291,6 +1566,59 @@ export class KubeApi {
         this.emit(cluster.id, PODS_KEY, entry.ns, "MODIFIED", pod);
       }
     }
+  }
+
+  /**
+   * Time passing for workloads: a rollout that finished, passed its deadline or
+   * began or stopped crash-looping updates its status, and running pods of
+   * workloads show the `crashLoop` fault; each change is a MODIFIED event.
+   */
+  reconcileWorkloads(now: number): void {
+    for (const cluster of this.data.clusters) {
+      if (cluster.removedTS !== null || !Object.hasOwn(this.data.kube, cluster.id)) continue;
+      if (this.model.kubeUnavailable(cluster, now) !== null) continue;
+      for (const entry of this.objects(cluster)) {
+        const obj = entry.obj;
+        if (WORKLOAD_KEYS.has(entry.key)) {
+          const rollout = (entry.rollout ??= { startedTS: 0, baseReady: 0, shown: "ready" });
+          const status = isPlainObject(obj.status) ? obj.status : {};
+          const desired = entry.key === DAEMONSETS_KEY ? (num(status.desiredNumberScheduled) ?? 0) : wantedReplicas(obj);
+          if (phaseKey(this.rolloutPhase(cluster, entry.key, obj, rollout, desired, now)) === rollout.shown) continue;
+          const next = this.workloadStatus(cluster, entry.key, obj, rollout, desired, now);
+          obj.status = next.status;
+          rollout.shown = phaseKey(next.phase);
+        } else if (entry.key !== PODS_KEY || !this.showCrashLoop(cluster, obj, now)) {
+          continue;
+        }
+        meta(obj).resourceVersion = String(this.model.nextResourceVersion());
+        this.emit(cluster.id, entry.key, entry.ns, "MODIFIED", obj);
+      }
+    }
+  }
+
+  /**
+   * When a workload's status next changes by time alone (a rollout becoming
+   * ready or passing its deadline), so open watches can be woken for it.
+   */
+  nextWorkloadChange(now: number): number | undefined {
+    let next = Infinity;
+    for (const cluster of this.data.clusters) {
+      if (cluster.removedTS !== null || !Object.hasOwn(this.data.kube, cluster.id)) continue;
+      for (const entry of this.objects(cluster)) {
+        const rollout = entry.rollout;
+        if (rollout === undefined || !WORKLOAD_KEYS.has(entry.key) || rollout.shown === "ready" || rollout.shown.endsWith("/stalled")) continue;
+        const at = [rollout.shown.startsWith("crashloop") ? Infinity : rollout.startedTS + this.model.settings.workloadReadyMs];
+        const deadline = entry.key === DEPLOYMENTS_KEY ? num(spec(entry.obj).progressDeadlineSeconds) : undefined;
+        if (deadline !== undefined) at.push(rollout.startedTS + deadline * 1000);
+        for (const t of at) if (t > now && t < next) next = t;
+      }
+    }
+    return next === Infinity ? undefined : next;
+  }
+
+  /** Whether any watch is open. */
+  get watching(): boolean {
+    return this.watchers.size > 0;
   }
 
   // ---- watch ------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
  *   SIM_RESTORE_MS             time an etcd restore keeps the cluster "updating" (default 3000)
  *   SIM_NODE_MONITOR_GRACE_MS  time from a node's last heartbeat to Ready Unknown (default 40000)
  *   SIM_NODE_UPGRADE_MS        time one node takes to upgrade Kubernetes (default 1500)
+ *   SIM_WORKLOAD_READY_MS      time a workload rollout takes until it is ready (default 1500)
  */
 import { resolve } from "node:path";
 import { startRancherSim, type RancherSimOptions } from "./rancher.js";
@@ -51,6 +52,7 @@ function readConfig(): RancherSimOptions {
       restoreMs: integerEnv("SIM_RESTORE_MS", undefined),
       nodeMonitorGraceMs: integerEnv("SIM_NODE_MONITOR_GRACE_MS", undefined),
       nodeUpgradeMs: integerEnv("SIM_NODE_UPGRADE_MS", undefined),
+      workloadReadyMs: integerEnv("SIM_WORKLOAD_READY_MS", undefined),
     },
   };
 }

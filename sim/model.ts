@@ -42,12 +42,16 @@ export interface Settings {
   nodeMonitorGraceMs: number;
   /** Time one node takes to upgrade its Kubernetes version. */
   nodeUpgradeMs: number;
+  /** Time from the start of a workload's rollout (creation, new pod template or replica count) until it reports ready. */
+  workloadReadyMs: number;
 }
 
 /** Which faults the model asks about; the in-memory fault configuration answers. */
 export interface FaultView {
   isNeverReady(hostname: string): boolean;
   failsUpgrade(hostname: string): boolean;
+  /** Whether a container running `image` crash-loops in the cluster with this id and name. */
+  crashLoops(clusterId: string, clusterName: string, image: string): boolean;
 }
 
 export type NodePhase = "provisioning" | "registering" | "active" | "removing";
@@ -188,6 +192,11 @@ export class RancherModel {
 
   private isNeverReady(hostname: string): boolean {
     return this.faults.isNeverReady(hostname);
+  }
+
+  /** Whether a container running `image` in the cluster crash-loops (the `crashLoop` fault). */
+  crashLoops(cluster: StoredCluster, image: string): boolean {
+    return this.faults.crashLoops(cluster.id, cluster.name, image);
   }
 
   /** The next Kubernetes resourceVersion; one increasing counter for every cluster. */

@@ -77,6 +77,8 @@ export interface RancherSimOptions {
     nodeMonitorGraceMs?: number;
     /** Time one node takes to upgrade its Kubernetes version. Default 1500. */
     nodeUpgradeMs?: number;
+    /** Time from the start of a workload rollout until it reports ready; 0 makes workloads ready at once. Default 1500. */
+    workloadReadyMs?: number;
   };
 }
 
@@ -223,6 +225,7 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     restoreMs: nonNegativeInteger(opts.timing?.restoreMs ?? 3000, "timing.restoreMs"),
     nodeMonitorGraceMs: nonNegativeInteger(opts.timing?.nodeMonitorGraceMs ?? 40000, "timing.nodeMonitorGraceMs"),
     nodeUpgradeMs: nonNegativeInteger(opts.timing?.nodeUpgradeMs ?? 1500, "timing.nodeUpgradeMs"),
+    workloadReadyMs: nonNegativeInteger(opts.timing?.workloadReadyMs ?? 1500, "timing.workloadReadyMs"),
   };
   const tokens = new Tokens(opts.token);
   const faults = new Faults();
@@ -258,6 +261,40 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     kube.collectPods(now);
     model.reconcile(now);
     kube.schedulePods(now);
+    kube.reconcileWorkloads(now);
+  }
+
+  // States are derived when a request arrives, but a watch waits without asking:
+  // while one is open, wake up when a workload's rollout next changes by itself.
+  let wake: { timer: NodeJS.Timeout; at: number } | null = null;
+  const MAX_WAKE_MS = 60_000;
+
+  function scheduleWake(now: number): void {
+    const at = kube.watching ? kube.nextWorkloadChange(now) : undefined;
+    if (at === undefined || closed) return;
+    if (wake !== null) {
+      if (wake.at <= at) return;
+      clearTimeout(wake.timer);
+    }
+    const timer = setTimeout(
+      () => {
+        wake = null;
+        if (closed) return;
+        const t = Date.now();
+        try {
+          reconcileAll(t);
+        } catch (err) {
+          // A timer has nobody to answer to; the next request reconciles again.
+          console.error("rancher simulator: reconciling for open watches failed:", err);
+          return;
+        }
+        persist();
+        scheduleWake(t);
+      },
+      Math.min(MAX_WAKE_MS, Math.max(0, at - now) + 1),
+    );
+    timer.unref();
+    wake = { timer, at };
   }
 
   function overTls(req: IncomingMessage): boolean {
@@ -614,6 +651,26 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     return { status: 200, body: clusterFaultsView(cluster.id) };
   }
 
+  /** `POST /admin/clusters/<id>/workloads/stop` `{namespace, name}`: scales Deployments and StatefulSets of that name to 0, deletes a DaemonSet. */
+  function stopWorkload(clusterId: string, bodyText: string, now: number): Reply {
+    const body = adminBody(bodyText);
+    for (const key of Object.keys(body)) {
+      if (key !== "namespace" && key !== "name") throw new NormanError(400, "InvalidFormat", `unknown field "${key}"; known: namespace, name`, key);
+    }
+    for (const key of ["namespace", "name"] as const) {
+      const value = body[key];
+      if (typeof value !== "string" || value === "" || value.length > 253) throw new NormanError(400, "InvalidFormat", `${key} must be a non-empty string of at most 253 characters`, key);
+    }
+    const namespace = body.namespace as string;
+    const name = body.name as string;
+    const cluster = model.cluster(clusterId);
+    const stopped = kube.stopWorkload(cluster, namespace, name, now);
+    if (stopped.length === 0) {
+      throw new NormanError(404, "NotFound", `no Deployment, StatefulSet or DaemonSet "${name}" in namespace "${namespace}" of cluster ${cluster.id}`);
+    }
+    return { status: 200, body: { stopped } };
+  }
+
   function handleAdmin(req: IncomingMessage, segments: string[], bodyText: string): Reply {
     const method = req.method ?? "GET";
     const now = Date.now();
@@ -621,6 +678,10 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     const what = segments[1];
     if (segments.length === 4 && (what === "nodes" || what === "clusters") && segments[3] === "faults") {
       return handleObjectFaults(method, what, segments[2] ?? "", bodyText, now);
+    }
+    if (segments.length === 5 && what === "clusters" && segments[3] === "workloads" && segments[4] === "stop") {
+      if (method !== "POST") throw methodNotAllowed(method, "/admin/clusters/:id/workloads/stop");
+      return stopWorkload(segments[2] ?? "", bodyText, now);
     }
     if (segments.length !== 2) throw new NormanError(404, "NotFound", "no such admin endpoint");
     const allowed = (methods: string[]): void => {
@@ -666,6 +727,8 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
           }
         }
         if (method === "DELETE") faults.clear();
+        // A crash loop that ends now restarts its workloads' rollouts from now.
+        if (method !== "GET") kube.reconcileWorkloads(now);
         return { status: 200, body: faults.snapshot() };
       case "settings":
         allowed(["GET", "PUT"]);
@@ -719,6 +782,8 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     }
     persist();
     sendReply(res, reply);
+    // After the reply, so a watch this request opened counts.
+    scheduleWake(Date.now());
   }
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -767,6 +832,8 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     close(): Promise<void> {
       const stop = (s: Server): Promise<void> => new Promise<void>((resolve) => s.close(() => resolve()));
       closing ??= (async () => {
+        if (wake !== null) clearTimeout(wake.timer);
+        wake = null;
         const stopped = Promise.all([stop(server), stop(tlsServer)]);
         // Keep-alive, delayed (latency-faulted) requests and watches would otherwise hold close() open.
         kube.closeAll();

@@ -142,6 +142,18 @@ export interface StoredKubeObject {
   ns: string;
   name: string;
   obj: Record<string, unknown>;
+  /** A Deployment's, ReplicaSet's, StatefulSet's or DaemonSet's rollout bookkeeping; never served. */
+  rollout?: StoredRollout;
+}
+
+/** Where a workload's pretend rollout stands; its served status is derived from this and the clock. */
+export interface StoredRollout {
+  /** When the rollout started: creation, a new pod template or replica count, or a lifted crash loop. */
+  startedTS: number;
+  /** Ready replicas carried into the rollout (a pure scaling keeps those already ready, up to the new count). */
+  baseReady: number;
+  /** The phase the stored status shows ("progressing", "ready", "crashloop", with "/stalled" past a Deployment's deadline). */
+  shown: string;
 }
 
 /** An etcd snapshot, with the Kubernetes objects and version it captured. */

@@ -19,6 +19,7 @@ const TIMING = {
   restoreMs: 300,
   nodeMonitorGraceMs: 300,
   nodeUpgradeMs: 250,
+  workloadReadyMs: 0,
 };
 const MERGE = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
 const STRATEGIC = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.StrategicMergePatch);
