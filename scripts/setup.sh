@@ -52,7 +52,11 @@ elif [ ! -x .tools/bin/helm ] && ! command -v helm >/dev/null 2>&1; then
   .tools/bin/helm version --short >&2
 fi
 
-# 4. PostgreSQL, for the store's tests against the real server (Debian's package).
+# 4. The add-on catalog's charts, packaged into .tools/charts (a static chart repository):
+#    quiet, and no work, when charts/ and helm are those of the last packaging.
+node --import tsx scripts/package-charts.ts
+
+# 5. PostgreSQL, for the store's tests against the real server (Debian's package).
 if [ "$want_test" = 1 ]; then
   if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
