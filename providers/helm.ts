@@ -30,8 +30,12 @@ export interface UpgradeRequest {
   namespace: string;
   /** A chart reference helm understands: a folder, a .tgz, `repo/name` or `oci://…`. */
   chart: string;
+  /** A chart repository URL; `chart` is then the chart's name in it. */
+  repo?: string;
   version?: string;
   values: Record<string, unknown>;
+  /** Recorded as the revision's description: Kumo writes the operation's key here to find its own work again. */
+  description?: string;
   /** Wait until the release's resources are ready, up to `timeoutSeconds`. */
   wait: boolean;
   timeoutSeconds: number;
@@ -46,6 +50,8 @@ export interface Helm {
   /** `helm upgrade --install`: installs or upgrades, idempotent for the same chart and values. */
   upgradeInstall(request: UpgradeRequest): Promise<HelmRelease>;
   rollback(release: string, namespace: string, revision: number, timeoutSeconds: number): Promise<void>;
+  /** The rendered manifest of the release's current revision. */
+  manifest(release: string, namespace: string): Promise<string>;
   /** Uninstalls; an absent release is fine. */
   uninstall(release: string, namespace: string, timeoutSeconds: number): Promise<void>;
 }
@@ -81,23 +87,10 @@ export function createHelmClient(options: { binary: string; kubeconfig: string; 
     }
   }
 
+  /** `helm list` filtered to the one release: unlike `helm status`, it names the chart and version. */
   async function status(release: string, namespace: string): Promise<HelmRelease | null> {
-    try {
-      const out = await run(['status', release, '--namespace', namespace, '--output', 'json'], { what: `status ${release}` });
-      const raw = JSON.parse(out) as { name: string; namespace: string; version: number; info: { status: string; last_deployed: string }; chart?: { metadata?: { name?: string; version?: string; appVersion?: string } } };
-      return {
-        name: raw.name,
-        namespace: raw.namespace,
-        revision: raw.version,
-        status: raw.info.status,
-        chart: `${raw.chart?.metadata?.name ?? ''}-${raw.chart?.metadata?.version ?? ''}`,
-        appVersion: raw.chart?.metadata?.appVersion ?? '',
-        updated: raw.info.last_deployed,
-      };
-    } catch (err) {
-      if (err instanceof ProviderError && err.type === 'NotFound') return null;
-      throw err;
-    }
+    const out = await run(['list', '--output', 'json', '--all', '--namespace', namespace, '--filter', `^${escapeRegex(release)}$`], { what: `status ${release}` });
+    return (JSON.parse(out || '[]') as RawRelease[]).map(toRelease).find((candidate) => candidate.name === release) ?? null;
   }
 
   return {
@@ -130,6 +123,8 @@ export function createHelmClient(options: { binary: string; kubeconfig: string; 
             '--output',
             'json',
             ...(request.version ? ['--version', request.version] : []),
+            ...(request.repo ? ['--repo', request.repo] : []),
+            ...(request.description ? ['--description', request.description] : []),
             ...(request.wait ? ['--wait', '--timeout', `${request.timeoutSeconds}s`] : []),
           ],
           { timeoutMs: (request.timeoutSeconds + 30) * 1000, what: `upgrade ${request.release}` },
@@ -142,10 +137,15 @@ export function createHelmClient(options: { binary: string; kubeconfig: string; 
       return release;
     },
     async rollback(release, namespace, revision, timeoutSeconds) {
-      await run(['rollback', release, String(revision), '--namespace', namespace, '--wait', '--timeout', `${timeoutSeconds}s`], {
+      // No --wait: Kumo checks the add-on's health itself, and a rollback to a revision that
+      // cannot become ready must not hold the release lock for the whole timeout.
+      await run(['rollback', release, String(revision), '--namespace', namespace, '--timeout', `${timeoutSeconds}s`], {
         timeoutMs: (timeoutSeconds + 30) * 1000,
         what: `rollback ${release}`,
       });
+    },
+    async manifest(release, namespace) {
+      return run(['get', 'manifest', release, '--namespace', namespace], { what: `get manifest ${release}` });
     },
     async uninstall(release, namespace, timeoutSeconds) {
       await run(['uninstall', release, '--namespace', namespace, '--ignore-not-found', '--wait', '--timeout', `${timeoutSeconds}s`], {
@@ -167,7 +167,19 @@ interface RawRelease {
 }
 
 function toRelease(raw: RawRelease): HelmRelease {
-  return { name: raw.name, namespace: raw.namespace, revision: Number(raw.revision), status: raw.status, chart: raw.chart, appVersion: raw.app_version, updated: raw.updated };
+  return { name: raw.name, namespace: raw.namespace, revision: Number(raw.revision), status: raw.status, chart: raw.chart, appVersion: raw.app_version, updated: isoTime(raw.updated) };
+}
+
+/** Helm lists times in Go's default format ("2026-11-30 19:55:01.123456789 +0000 UTC"); ISO 8601 is what everything else reads. */
+export function isoTime(value: string): string {
+  const match = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(\.\d+)? ([+-])(\d\d)(\d\d)/.exec(value);
+  if (!match) return value;
+  const [, date, time, fraction = '', sign, hours, minutes] = match;
+  return new Date(`${date}T${time}${fraction.slice(0, 4)}${sign}${hours}:${minutes}`).toISOString();
+}
+
+function escapeRegex(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /**

@@ -1,4 +1,4 @@
-import { ApiException, CoreV1Api, Health, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { ApiException, AppsV1Api, CoreV1Api, Health, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { ProviderError } from '../domain/errors.js';
 import { classifyHttpStatus } from './http.js';
 
@@ -9,6 +9,20 @@ export interface KubeNode {
   ready: 'True' | 'False' | 'Unknown';
   lastHeartbeat: string | null;
   kubeletVersion: string | null;
+}
+
+export type WorkloadKind = 'Deployment' | 'StatefulSet' | 'DaemonSet';
+
+/** A workload's rollout state, from its status. */
+export interface WorkloadStatus {
+  kind: WorkloadKind;
+  namespace: string;
+  name: string;
+  /** Replicas the live spec asks for (a DaemonSet: the nodes it should run on). */
+  desired: number;
+  ready: number;
+  /** The controller has seen the latest spec and every replica runs it. */
+  updated: boolean;
 }
 
 /** The port Kumo uses to talk to one downstream cluster's Kubernetes API. */
@@ -25,6 +39,10 @@ export interface Kube {
   getConfigMap(namespace: string, name: string): Promise<Record<string, string> | null>;
   /** Asks to evict a pod; `blocked` when a PodDisruptionBudget refuses for now. */
   evictPod(namespace: string, name: string): Promise<'evicted' | 'blocked' | 'gone'>;
+  /** A workload's status, or null when it does not exist. */
+  getWorkload(kind: WorkloadKind, namespace: string, name: string): Promise<WorkloadStatus | null>;
+  /** What `kubectl rollout restart` does: a new pod-template annotation, so every pod is replaced. */
+  restartWorkload(kind: WorkloadKind, namespace: string, name: string, at: string): Promise<void>;
 }
 
 /**
@@ -37,6 +55,7 @@ export function createKubeClient(kubeconfig: string, timeoutMs: number): Kube {
   config.loadFromString(kubeconfig);
   const core = config.makeApiClient(CoreV1Api);
   const health = new Health(config);
+  const apps = config.makeApiClient(AppsV1Api);
 
   const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
     let timer: NodeJS.Timeout | undefined;
@@ -116,6 +135,41 @@ export function createKubeClient(kubeconfig: string, timeoutMs: number): Kube {
         if (err instanceof ProviderError && err.type === 'NotFound') return 'gone';
         throw err;
       }
+    },
+    async getWorkload(kind, namespace, name) {
+      const what = `get ${kind.toLowerCase()} ${namespace}/${name}`;
+      try {
+        if (kind === 'Deployment') {
+          const d = await call(what, () => apps.readNamespacedDeployment({ name, namespace }));
+          const desired = d.spec?.replicas ?? 1;
+          const s = d.status ?? {};
+          const current = (s.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0);
+          return { kind, namespace, name, desired, ready: Math.min(s.availableReplicas ?? 0, s.readyReplicas ?? 0), updated: current && (s.updatedReplicas ?? 0) >= desired };
+        }
+        if (kind === 'StatefulSet') {
+          const d = await call(what, () => apps.readNamespacedStatefulSet({ name, namespace }));
+          const desired = d.spec?.replicas ?? 1;
+          const s = d.status;
+          const current = (s?.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0);
+          return { kind, namespace, name, desired, ready: s?.readyReplicas ?? 0, updated: current && (s?.updatedReplicas ?? 0) >= desired };
+        }
+        const d = await call(what, () => apps.readNamespacedDaemonSet({ name, namespace }));
+        const s = d.status;
+        const desired = s?.desiredNumberScheduled ?? 0;
+        const current = (s?.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0);
+        return { kind, namespace, name, desired, ready: s?.numberReady ?? 0, updated: current && (s?.updatedNumberScheduled ?? 0) >= desired };
+      } catch (err) {
+        if (err instanceof ProviderError && err.type === 'NotFound') return null;
+        throw err;
+      }
+    },
+    async restartWorkload(kind, namespace, name, at) {
+      const body = { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': at } } } } };
+      const options = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
+      const what = `restart ${kind.toLowerCase()} ${namespace}/${name}`;
+      if (kind === 'Deployment') await call(what, () => apps.patchNamespacedDeployment({ name, namespace, body }, options));
+      else if (kind === 'StatefulSet') await call(what, () => apps.patchNamespacedStatefulSet({ name, namespace, body }, options));
+      else await call(what, () => apps.patchNamespacedDaemonSet({ name, namespace, body }, options));
     },
   };
 }
