@@ -4,6 +4,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ApiDeps } from './deps.js';
 import { renderDocs } from './docs.js';
 import { fieldErrors, Problem, problemResponse, type FieldError } from './problem.js';
+import { addonRoutes } from './routes/addons.js';
 import { clusterOperationRoutes, clusterRoutes } from './routes/clusters.js';
 import { healthRoutes } from './routes/health.js';
 import { operationRoutes } from './routes/operations.js';
@@ -49,6 +50,7 @@ export function createApp(deps: ApiDeps) {
   app.route('/', healthRoutes(deps));
   app.route('/', clusterRoutes(deps));
   app.route('/', clusterOperationRoutes(deps));
+  app.route('/', addonRoutes(deps));
   app.route('/', operationRoutes(deps));
 
   app.doc31('/openapi.json', {

@@ -4,6 +4,7 @@ import { ConfigError, loadConfig } from '../domain/config.js';
 import { Store } from '../store/index.js';
 import { ensureSearchAttributes } from '../workers/temporal.js';
 import { createApp } from './app.js';
+import { ensureAddonReconcileSchedule } from './routes/addons.js';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
@@ -16,7 +17,9 @@ async function main(): Promise<void> {
   // Workflows the API starts carry Kumo's search attributes, which Temporal
   // refuses until they are registered. Register them as soon as Temporal
   // answers, without holding up start-up (readyz tells whether Temporal is there).
-  registerSearchAttributes(connection, config.TEMPORAL_NAMESPACE).catch((err) => console.error(err));
+  registerSearchAttributes(connection, config.TEMPORAL_NAMESPACE)
+    .then(() => ensureAddonReconcileSchedule(temporal, config))
+    .catch((err) => console.error('add-on reconcile schedule:', err instanceof Error ? err.message : err));
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
     console.log(`kumo api listening on http://${config.HOST}:${info.port}`);
   });

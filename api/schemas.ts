@@ -42,6 +42,7 @@ export const OperationSchema = z
     lastError: z.string().optional().openapi({ description: 'Last error of the running step, while it is retried' }),
     workflowId: z.string(),
     runId: z.string().nullable(),
+    result: z.unknown().optional().openapi({ description: "What the operation produced: a rollout's report, a reconcile's repairs" }),
     links: z.object({ self: z.string(), temporalUI: z.string().optional() }),
   })
   .openapi('Operation');

@@ -57,6 +57,16 @@ export const ConfigSchema = z.object({
   KUMO_POLL_INTERVAL_MS: positiveInt(1_000),
   /** How long a new cluster may take to become active with every node ready. */
   KUMO_CLUSTER_READY_TIMEOUT_S: positiveInt(1_800),
+  /** The chart repository the add-on catalog is published to (`npm start` serves the packaged charts/ on loopback). */
+  KUMO_CHART_REPO_URL: url.optional(),
+  /** The catalog's source: catalog.json and each chart's values.schema.json (default: this repository's charts/). */
+  KUMO_CHARTS_DIR: z.string().min(1).optional(),
+  /** How often the add-on reconcile Schedule runs (seconds). */
+  KUMO_ADDON_RECONCILE_INTERVAL_S: positiveInt(300),
+  /** How often add-on health is polled while an operation waits for it (seconds). */
+  KUMO_ADDON_POLL_S: positiveInt(3),
+  /** How long a repaired add-on may take to become healthy again (seconds). */
+  KUMO_ADDON_HEALTH_TIMEOUT_S: positiveInt(300),
   /** Folder for the embedded stack's files (databases, logs, simulator state). */
   KUMO_DATA_DIR: z.string().min(1).default('.data'),
 });

@@ -11,6 +11,12 @@ export const operationKinds = [
   'cluster.delete',
   'cluster.snapshot',
   'cluster.restore',
+  'addon.apply',
+  'addon.remove',
+  'addon.rollout',
+  'addon.reconcile',
+  'addon.repair',
+  'addon.rollback',
 ] as const;
 export type OperationKind = (typeof operationKinds)[number];
 
@@ -56,6 +62,8 @@ export interface OperationRecord {
   failure: OperationFailure | null;
   workflowId: string;
   runId: string | null;
+  /** What the operation produced, when it reports more than its steps (a rollout's report, a reconcile's repairs). */
+  result?: unknown;
 }
 
 /**

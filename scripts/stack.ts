@@ -6,6 +6,8 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { writeFile } from 'node:fs/promises';
 import { ensureSearchAttributes } from '../workers/temporal.js';
 import { workflowsPath } from '../workers/worker.js';
+import { startChartRepo, type ChartRepo } from './chart-repo.js';
+import { packageCharts } from './package-charts.js';
 import { projectRoot, temporalCli } from './tools.js';
 
 /**
@@ -35,6 +37,8 @@ export interface Stack {
   simUrl: string;
   temporalAddress: string;
   temporalUiUrl: string | null;
+  /** The chart repository the add-on catalog is served from (the packaged charts/, or KUMO_CHART_REPO_URL). */
+  chartRepoUrl: string;
   /** The environment the Kumo processes run with. */
   env: Record<string, string>;
   /** Starts a(nother) worker process and waits until it polls. */
@@ -82,8 +86,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
   const node = (file: string) => [process.execPath, ['--import', 'tsx', file]] as const;
 
+  let chartRepo: ChartRepo | null = null;
   const stop = async () => {
     for (const managed of [...running].reverse()) await terminate(managed.child);
+    await chartRepo?.close();
   };
 
   try {
@@ -106,6 +112,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     }
     await waitForTemporal(temporalAddress, running);
 
+    // The add-on catalog: charts/ packaged by the setup, served as a chart repository on loopback.
+    let chartRepoUrl = options.env?.KUMO_CHART_REPO_URL ?? process.env.KUMO_CHART_REPO_URL;
+    if (!chartRepoUrl) {
+      chartRepo = await startChartRepo({ dir: await packageCharts() });
+      chartRepoUrl = chartRepo.url;
+    }
+
     const simUrl = `http://127.0.0.1:${options.simPort}`;
     const env: Record<string, string> = {
       PORT: String(options.apiPort),
@@ -114,6 +127,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       RANCHER_URL: simUrl,
       SIM_PORT: String(options.simPort),
       SIM_STATE_FILE: join(dataDir, 'sim', 'rancher.json'),
+      KUMO_CHART_REPO_URL: chartRepoUrl,
       ...(temporalUiUrl ? { TEMPORAL_UI_URL: temporalUiUrl } : {}),
       ...options.env,
     };
@@ -147,6 +161,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       simUrl,
       temporalAddress,
       temporalUiUrl,
+      chartRepoUrl,
       env,
       startWorker,
       worker: () => currentWorker?.child ?? null,

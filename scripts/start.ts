@@ -28,6 +28,7 @@ async function main(): Promise<void> {
     `  API docs       ${stack.apiUrl}/docs   (OpenAPI: ${stack.apiUrl}/openapi.json)`,
     `  Temporal UI    ${stack.temporalUiUrl ?? '(external Temporal: use its own UI)'}`,
     `  Temporal       ${stack.temporalAddress}`,
+    `  Chart repo     ${stack.chartRepoUrl}   (the add-on catalog)`,
     useSim ? `  Rancher (simulator) ${stack.simUrl}` : `  Rancher        ${config.RANCHER_URL}`,
     `  Data and logs  ${config.KUMO_DATA_DIR}/ (logs in ${config.KUMO_DATA_DIR}/logs/)`,
     '',

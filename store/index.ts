@@ -1,3 +1,4 @@
+import type { AddonRecord, AddonState } from '../domain/addon.js';
 import type { ClusterRecord, ClusterState, NodePoolRecord, NodeRecord } from '../domain/cluster.js';
 import type { OperationFailure, OperationKind, OperationRecord, OperationStatus, StepRecord } from '../domain/operation.js';
 import { openDb, type Db } from './db.js';
@@ -33,6 +34,19 @@ interface OperationRow {
   failure: string | null;
   workflow_id: string;
   run_id: string | null;
+  result?: string | null;
+}
+
+interface AddonRow {
+  cluster_id: string;
+  name: string;
+  version: string;
+  values_json: string;
+  state: string;
+  revision: number | string | null;
+  message: string | null;
+  last_operation_id: string | null;
+  updated_at: string;
 }
 
 interface SnapshotRow {
@@ -182,6 +196,7 @@ export class Store {
   async removeCluster(id: string): Promise<void> {
     await this.db.transaction(async (tx) => {
       await tx.run('DELETE FROM snapshots WHERE cluster_id = $1', [id]);
+      await tx.run('DELETE FROM addons WHERE cluster_id = $1', [id]);
       await tx.run('DELETE FROM clusters WHERE id = $1', [id]);
     });
   }
@@ -267,6 +282,74 @@ export class Store {
   /** Progress of the running step in words ("3/5 nodes active"), written by long waits. */
   async setOperationDetail(id: string, detail: string): Promise<void> {
     await this.db.run('UPDATE operations SET detail = $1 WHERE id = $2', [detail, id]);
+  }
+
+  /**
+   * Records an operation a workflow starts itself (a rollout's per-cluster step, a
+   * scheduled reconcile). Idempotent: a retried activity finds the row there.
+   */
+  async openOperation(operation: OperationRecord, clusterId: string | null): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const existing = await tx.all<{ id: string }>('SELECT id FROM operations WHERE id = $1', [operation.id]);
+      if (existing.length) return;
+      await this.insertOperation(tx, operation);
+      if (clusterId) await tx.run('UPDATE clusters SET last_operation_id = $1, updated_at = $2 WHERE id = $3', [operation.id, operation.startedAt, clusterId]);
+    });
+  }
+
+  /** What an operation produced, for reading after its run is gone (a rollout's report, a reconcile's repairs). */
+  async setOperationResult(id: string, result: unknown): Promise<void> {
+    await this.db.run('UPDATE operations SET result = $1 WHERE id = $2', [JSON.stringify(result), id]);
+  }
+
+  // ---- add-ons ------------------------------------------------------------------------------
+
+  async getAddon(clusterId: string, name: string): Promise<AddonRecord | null> {
+    const rows = await this.db.all<AddonRow>('SELECT * FROM addons WHERE cluster_id = $1 AND name = $2', [clusterId, name]);
+    return rows[0] ? toAddon(rows[0]) : null;
+  }
+
+  /** Add-ons by cluster and/or name, ordered by cluster then name. */
+  async listAddons(filter: { clusterId?: string; name?: string } = {}): Promise<AddonRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.clusterId) {
+      params.push(filter.clusterId);
+      where.push(`cluster_id = $${params.length}`);
+    }
+    if (filter.name) {
+      params.push(filter.name);
+      where.push(`name = $${params.length}`);
+    }
+    const rows = await this.db.all<AddonRow>(`SELECT * FROM addons ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY cluster_id, name`, params);
+    return rows.map(toAddon);
+  }
+
+  /** Creates or replaces an add-on's record. */
+  async putAddon(record: AddonRecord): Promise<void> {
+    await this.db.run(
+      `INSERT INTO addons (cluster_id, name, version, values_json, state, revision, message, last_operation_id, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       ON CONFLICT (cluster_id, name) DO UPDATE SET version = $3, values_json = $4, state = $5, revision = $6, message = $7,
+         last_operation_id = $8, updated_at = $9`,
+      [record.clusterId, record.name, record.version, JSON.stringify(record.values), record.state, record.revision, record.message, record.lastOperationId, record.updatedAt],
+    );
+  }
+
+  /** Changes some fields of an add-on's record; false when there is none. */
+  async updateAddon(
+    clusterId: string,
+    name: string,
+    patch: Partial<{ version: string; values: Record<string, unknown>; state: AddonState; revision: number | null; message: string | null; lastOperationId: string }>,
+  ): Promise<boolean> {
+    const current = await this.getAddon(clusterId, name);
+    if (!current) return false;
+    await this.putAddon({ ...current, ...patch, updatedAt: new Date().toISOString() });
+    return true;
+  }
+
+  async deleteAddon(clusterId: string, name: string): Promise<void> {
+    await this.db.run('DELETE FROM addons WHERE cluster_id = $1 AND name = $2', [clusterId, name]);
   }
 
   /** Removes a cluster's record (after a cancelled create removed it from Rancher). */
@@ -406,6 +489,21 @@ function toOperation(row: OperationRow): OperationRecord {
     failure: row.failure ? (JSON.parse(row.failure) as OperationFailure) : null,
     workflowId: row.workflow_id,
     runId: row.run_id,
+    ...(row.result ? { result: JSON.parse(row.result) as unknown } : {}),
+  };
+}
+
+function toAddon(row: AddonRow): AddonRecord {
+  return {
+    clusterId: row.cluster_id,
+    name: row.name,
+    version: row.version,
+    values: JSON.parse(row.values_json) as Record<string, unknown>,
+    state: row.state as AddonState,
+    revision: row.revision === null ? null : Number(row.revision),
+    message: row.message,
+    lastOperationId: row.last_operation_id,
+    updatedAt: row.updated_at,
   };
 }
 

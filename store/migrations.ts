@@ -61,6 +61,26 @@ export const migrations: ReadonlyArray<{ version: number; name: string; sql: str
       `CREATE INDEX snapshots_cluster ON snapshots (cluster_id, created_at)`,
     ],
   },
+  {
+    version: 3,
+    name: 'add-ons and operation results',
+    sql: [
+      `CREATE TABLE addons (
+        cluster_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        values_json TEXT NOT NULL,
+        state TEXT NOT NULL,
+        revision INTEGER,
+        message TEXT,
+        last_operation_id TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (cluster_id, name)
+      )`,
+      `CREATE INDEX addons_name ON addons (name, cluster_id)`,
+      `ALTER TABLE operations ADD COLUMN result TEXT`,
+    ],
+  },
 ];
 
 /**

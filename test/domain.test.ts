@@ -194,6 +194,9 @@ describe('loadConfig', () => {
       SIM_PORT: 8090,
       KUMO_POLL_INTERVAL_MS: 1_000,
       KUMO_CLUSTER_READY_TIMEOUT_S: 1_800,
+      KUMO_ADDON_RECONCILE_INTERVAL_S: 300,
+      KUMO_ADDON_POLL_S: 3,
+      KUMO_ADDON_HEALTH_TIMEOUT_S: 300,
       KUMO_DATA_DIR: '.data',
     });
   });

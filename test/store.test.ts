@@ -529,6 +529,50 @@ function storeBehaviour(factory: StoreFactory): void {
     assert.ok(await store.getOperation('op-d'));
   });
 
+  test('add-on records are written, patched, listed by cluster or name, and go with their cluster', async (t) => {
+    const opened = await freshStore(t);
+    if (!opened) return;
+    const { store } = opened;
+    await create(store, 'ad-a', 'op-ad-a');
+    await create(store, 'ad-b', 'op-ad-b');
+    const record = { clusterId: 'ad-a', name: 'logging', version: '1.0.0', values: { output: { type: 'stdout' } }, state: 'deployed' as const, revision: 1, message: null, lastOperationId: 'op-1', updatedAt: '2026-01-01T00:00:00.000Z' };
+    await store.putAddon(record);
+    await store.putAddon({ ...record, clusterId: 'ad-b', revision: null, state: 'installing' });
+    await store.putAddon({ ...record, name: 'monitoring', values: {} });
+    assert.deepEqual(await store.getAddon('ad-a', 'logging'), record);
+    assert.deepEqual((await store.listAddons({ clusterId: 'ad-a' })).map((a) => a.name), ['logging', 'monitoring']);
+    assert.deepEqual((await store.listAddons({ name: 'logging' })).map((a) => [a.clusterId, a.revision]), [['ad-a', 1], ['ad-b', null]]);
+    assert.equal((await store.listAddons()).length, 3);
+
+    assert.ok(await store.updateAddon('ad-a', 'logging', { version: '1.1.0', revision: 2, message: 'upgraded' }));
+    const updated = await store.getAddon('ad-a', 'logging');
+    assert.equal(updated?.version, '1.1.0');
+    assert.equal(updated?.revision, 2);
+    assert.deepEqual(updated?.values, record.values, 'untouched fields stay');
+    assert.equal(await store.updateAddon('ad-a', 'nope', { revision: 3 }), false);
+
+    await store.deleteAddon('ad-a', 'monitoring');
+    assert.equal(await store.getAddon('ad-a', 'monitoring'), null);
+    await store.removeCluster('ad-b');
+    assert.deepEqual((await store.listAddons({ name: 'logging' })).map((a) => a.clusterId), ['ad-a']);
+  });
+
+  test('openOperation records an operation once however often it is called, and setOperationResult keeps what it produced', async (t) => {
+    const opened = await freshStore(t);
+    if (!opened) return;
+    const { store } = opened;
+    await create(store, 'owner', 'op-owner');
+    const operation = operationRecord({ id: 'op-child', kind: 'addon.apply', target: 'cluster/owner' });
+    await store.openOperation(operation, 'owner');
+    await store.openOperation({ ...operation, startedAt: '2030-01-01T00:00:00.000Z' }, 'owner');
+    assert.equal((await store.getOperation('op-child'))?.startedAt, operation.startedAt);
+    assert.equal((await store.getCluster('owner'))?.lastOperationId, 'op-child');
+    await store.openOperation(operationRecord({ id: 'op-fleet', kind: 'addon.rollout', target: 'addon/logging' }), null);
+    await store.setOperationResult('op-fleet', { state: 'succeeded', clusters: [{ clusterId: 'owner' }] });
+    assert.deepEqual((await store.getOperation('op-fleet'))?.result, { state: 'succeeded', clusters: [{ clusterId: 'owner' }] });
+    assert.equal((await store.getOperation('op-child'))?.result, undefined);
+  });
+
   test(
     'concurrent createCluster calls for one id answer created:true once and created:false to the rest, never a database error',
     {},

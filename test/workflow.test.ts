@@ -16,7 +16,7 @@ import { temporalCli } from '../scripts/tools.js';
 import { Store } from '../store/index.js';
 import { createCluster, createClusterSteps, progressQuery, type CreateClusterInput } from '../workflows/cluster.js';
 import { ensureSearchAttributes } from '../workers/temporal.js';
-import { kubeClients, workflowsPath } from '../workers/worker.js';
+import { kubeClients, kubeconfigCache, workflowsPath } from '../workers/worker.js';
 import { saveHistory } from './helpers/histories.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -56,7 +56,7 @@ describe('createCluster on the real Temporal dev server', () => {
       connection: env.nativeConnection,
       taskQueue,
       workflowBundle: bundle,
-      activities: createClusterActivities({ rancher, store, kubeFor: kubeClients(rancher, 3000), pollIntervalMs: 100 }),
+      activities: createClusterActivities({ rancher, store, kubeFor: kubeClients(kubeconfigCache(rancher), 3000), pollIntervalMs: 100 }),
     });
     running = worker.run();
   });

@@ -18,6 +18,11 @@ export const timeouts = {
     startToCloseTimeout: '10s',
     retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 30, nonRetryableErrorTypes },
   },
+  /** One Helm command or a read of a cluster's API: retried with backoff for a few minutes (a pending release clears). */
+  helmCall: {
+    startToCloseTimeout: '4m',
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes },
+  },
   /**
    * A long wait on Rancher that heartbeats every poll: a dead worker is noticed
    * within the heartbeat timeout and the wait resumes on another.

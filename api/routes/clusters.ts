@@ -175,7 +175,7 @@ export function clusterRoutes(deps: ApiDeps) {
 const startDeadlineMs = 5000;
 
 /** The run id of the workflow `workflowId` if it is the one started for `operationId`. */
-async function startedRunOf(deps: ApiDeps, workflowId: string, operationId: string): Promise<string | null> {
+export async function startedRunOf(deps: ApiDeps, workflowId: string, operationId: string): Promise<string | null> {
   try {
     const description = await deps.temporal.withDeadline(Date.now() + 2000, () => deps.temporal.workflow.getHandle(workflowId).describe());
     const id = description.searchAttributes[searchAttributes.operationId]?.[0];
@@ -204,7 +204,7 @@ export function toClusterView(cluster: ClusterRecord): z.infer<typeof ClusterSch
 }
 
 /** Operation ids sort by creation time and do not collide: `op-<time36><random hex>`. */
-function newOperationId(): string {
+export function newOperationId(): string {
   return `op-${Date.now().toString(36)}${randomBytes(5).toString('hex')}`;
 }
 
@@ -554,7 +554,7 @@ function cronFromNote(note: string | undefined): string {
   return /cron: (.+)$/.exec(note ?? '')?.[1] ?? '';
 }
 
-async function mustGetCluster(deps: ApiDeps, id: string): Promise<ClusterRecord> {
+export async function mustGetCluster(deps: ApiDeps, id: string): Promise<ClusterRecord> {
   const cluster = await deps.store.getCluster(id);
   if (!cluster) throw new Problem(404, 'not-found', `no cluster named "${id}"`);
   return cluster;
@@ -564,7 +564,7 @@ async function mustGetCluster(deps: ApiDeps, id: string): Promise<ClusterRecord>
  * A cluster that exists in Rancher and is not in the middle of something: active,
  * or failed (the last operation failed; fixing it takes these very operations).
  */
-async function activeCluster(deps: ApiDeps, id: string): Promise<ClusterRecord & { rancherId: string }> {
+export async function activeCluster(deps: ApiDeps, id: string): Promise<ClusterRecord & { rancherId: string }> {
   const cluster = await mustGetCluster(deps, id);
   if (!cluster.rancherId || (cluster.state !== 'active' && cluster.state !== 'failed')) {
     throw new Problem(409, 'cluster-not-active', `cluster "${id}" is ${cluster.state}; this needs an active cluster`, {
@@ -575,7 +575,7 @@ async function activeCluster(deps: ApiDeps, id: string): Promise<ClusterRecord &
 }
 
 /** Validates an optional body read by hand, with the same 400 as the routes' own validation. */
-function parseBody<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
+export function parseBody<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   const errors = fieldErrors(parsed.error, 'body');
@@ -583,7 +583,7 @@ function parseBody<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
 }
 
 /** A JSON body that may be absent (an empty POST means the defaults). */
-async function optionalJson(c: { req: { text(): Promise<string> } }): Promise<unknown> {
+export async function optionalJson(c: { req: { text(): Promise<string> } }): Promise<unknown> {
   const text = await c.req.text();
   if (!text.trim()) return {};
   try {
@@ -593,7 +593,7 @@ async function optionalJson(c: { req: { text(): Promise<string> } }): Promise<un
   }
 }
 
-function accepted(c: { header(name: string, value: string): void; json: (body: unknown, status: 202) => Response }, operation: ReturnType<typeof storedView>) {
+export function accepted(c: { header(name: string, value: string): void; json: (body: unknown, status: 202) => Response }, operation: ReturnType<typeof storedView>) {
   c.header('Location', operation.links.self);
   return c.json({ operation }, 202) as never;
 }
@@ -603,7 +603,7 @@ function accepted(c: { header(name: string, value: string): void; json: (body: u
  * A running operation on the cluster makes Temporal refuse the start, which is
  * answered with 409 naming that operation; nothing is left recorded then.
  */
-async function startClusterOperation(
+export async function startClusterOperation(
   deps: ApiDeps,
   cluster: ClusterRecord,
   kind: OperationKind,
@@ -666,7 +666,7 @@ function startOperationWorkflow(deps: ApiDeps, workflowType: string, operation: 
  * may come back while Temporal still holds the id for a moment: then wait for
  * that run to close (briefly) and start once more. A live operation is refused.
  */
-async function startFinishingFirst<T>(deps: ApiDeps, workflowId: string, start: () => Promise<T>): Promise<T> {
+export async function startFinishingFirst<T>(deps: ApiDeps, workflowId: string, start: () => Promise<T>): Promise<T> {
   const attempt = () => deps.temporal.withDeadline(Date.now() + startDeadlineMs, start);
   try {
     return await attempt();
@@ -685,7 +685,7 @@ async function startFinishingFirst<T>(deps: ApiDeps, workflowId: string, start: 
 }
 
 /** The operation id of the workflow running under `workflowId`, if one runs. */
-async function runningOperationOf(deps: ApiDeps, workflowId: string): Promise<string | null> {
+export async function runningOperationOf(deps: ApiDeps, workflowId: string): Promise<string | null> {
   try {
     const description = await deps.temporal.withDeadline(Date.now() + 2000, () => deps.temporal.workflow.getHandle(workflowId).describe());
     return (description.searchAttributes[searchAttributes.operationId]?.[0] as string | undefined) ?? null;
