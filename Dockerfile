@@ -3,6 +3,7 @@
 # Production image for Kumo. One image, two processes:
 #   API (default):  docker run ... kumo
 #   worker:         docker run ... kumo node --import tsx workers/main.ts
+#   chart repo:     docker run ... kumo node --import tsx scripts/serve-charts.ts
 # All configuration comes from environment variables (see domain/config.ts);
 # no secret is baked into the image.
 
@@ -27,6 +28,13 @@ RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 
 # ---------------------------------------------------------------------------
+# Helm, built from source at the version the setup pins (scripts/setup.sh):
+# the worker drives it to install and upgrade add-ons.
+# ---------------------------------------------------------------------------
+FROM golang:1.24-bookworm AS helm
+RUN GOBIN=/out go install helm.sh/helm/v3/cmd/helm@v3.19.0
+
+# ---------------------------------------------------------------------------
 # Runtime stage
 # ---------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime
@@ -40,6 +48,7 @@ WORKDIR /app
 # non-root user can write only to .data (the SQLite default, when no
 # DATABASE_URL is given) and to the temp dir (tsx's compile cache).
 COPY --from=build /app/node_modules ./node_modules
+COPY --from=helm /out/helm /usr/local/bin/helm
 COPY package.json package-lock.json tsconfig.json ./
 COPY api ./api
 COPY activities ./activities
@@ -50,7 +59,11 @@ COPY workers ./workers
 COPY workflows ./workflows
 COPY sim ./sim
 COPY scripts ./scripts
-RUN mkdir -p /app/.data && chown node:node /app/.data
+COPY charts ./charts
+# The add-on catalog, packaged as a chart repository folder (.tools/charts)
+# that the kumo-charts service serves; the API and worker read charts/ itself.
+RUN node --import tsx scripts/package-charts.ts \
+ && mkdir -p /app/.data && chown node:node /app/.data
 
 # uid/gid 1000 is "node", the unprivileged user of the official Node.js images;
 # numeric, so runtimes can verify it is not root (e.g. Kubernetes runAsNonRoot).
