@@ -8,7 +8,8 @@
  * rollout that becomes ready `workloadReadyMs` after it started (never, while
  * a `crashLoop` fault matches one of their images); a Deployment gets its
  * ReplicaSets (one per pod template, the current one scaled up, the others
- * to 0), but no pods are made for either.
+ * to 0), but no pods are made for either. Knative Serving is the exception:
+ * knative.ts takes part in writes as a KubeController and runs revisions.
  */
 import { createHash, randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
@@ -41,6 +42,22 @@ export interface Selectors {
 
 export interface WriteOptions {
   dryRun: boolean;
+}
+
+/**
+ * A controller outside this file that takes part in writes (knative.ts):
+ * defaulting and validation before generations are compared, admission, and
+ * what happens after a write or a removal.
+ */
+export interface KubeController {
+  /** Defaults and validates a written object (may throw a KubeError); runs before the generation is decided. */
+  defaults(key: string, obj: Obj): void;
+  /** Admission after the API server's own (statuses of types it manages). */
+  admit(cluster: StoredCluster, key: string, obj: Obj, old: Obj | null, now: number): void;
+  /** After a stored object was created or replaced (not for status writes or dry runs). */
+  afterWrite(cluster: StoredCluster, entry: StoredKubeObject, now: number): void;
+  /** After a stored object was removed. */
+  removed(cluster: StoredCluster, entry: StoredKubeObject): void;
 }
 
 /** One workload `POST /admin/clusters/<id>/workloads/stop` stopped. */
@@ -297,6 +314,8 @@ interface Watcher {
 }
 
 export class KubeApi {
+  /** Controllers that take part in writes (the Knative one). */
+  readonly controllers: KubeController[] = [];
   private readonly watchers = new Set<Watcher>();
   private readonly history = new Map<string, HistoryEvent[]>();
   /** Per cluster, the resourceVersion from which the in-memory event history is complete. */
@@ -644,6 +663,7 @@ export class KubeApi {
     const gone = structuredClone(entry.obj);
     meta(gone).resourceVersion = String(this.model.nextResourceVersion());
     this.emit(cluster.id, entry.key, entry.ns, "DELETED", gone);
+    for (const c of this.controllers) c.removed(cluster, entry);
     const uid = meta(entry.obj).uid;
     if (!orphan && typeof uid === "string") {
       const dependents = list.filter((o) => {
@@ -660,6 +680,7 @@ export class KubeApi {
   /** The API server's defaults for fields a client may leave out (only the ones clients rely on). */
   private defaults(def: ResourceDef, obj: Obj): void {
     const key = resourceKey(def);
+    for (const c of this.controllers) c.defaults(key, obj);
     if (key !== DEPLOYMENTS_KEY && key !== STATEFULSETS_KEY && key !== DAEMONSETS_KEY) return;
     const s: Obj = isPlainObject(obj.spec) ? obj.spec : {};
     obj.spec = s;
@@ -688,6 +709,7 @@ export class KubeApi {
   /** What controllers do at once after an object is written. */
   private afterWrite(cluster: StoredCluster, entry: StoredKubeObject, now: number): void {
     if (entry.key === DEPLOYMENTS_KEY) this.syncDeployment(cluster, entry, now);
+    for (const c of this.controllers) c.afterWrite(cluster, entry, now);
   }
 
   /**
@@ -794,7 +816,7 @@ export class KubeApi {
   private admit(cluster: StoredCluster, def: ResourceDef, obj: Obj, old: Obj | null, now: number, rollout?: StoredRollout): void {
     const m = meta(obj);
     const name = String(m.name);
-    const generation = num(m.generation) ?? 1;
+    for (const c of this.controllers) c.admit(cluster, resourceKey(def), obj, old, now);
     switch (resourceKey(def)) {
       case "/secrets": {
         if (isPlainObject(obj.stringData)) {
@@ -871,25 +893,6 @@ export class KubeApi {
         };
         break;
       }
-      case "serving.knative.dev/services": {
-        const revision = `${name}-${String(generation).padStart(5, "0")}`;
-        const url = `http://${name}.${String(m.namespace)}.svc.cluster.local`;
-        obj.status = {
-          observedGeneration: generation,
-          conditions: ["ConfigurationsReady", "Ready", "RoutesReady"].map((type) => ({ type, status: "True", lastTransitionTime: rfc3339(now) })),
-          latestCreatedRevisionName: revision,
-          latestReadyRevisionName: revision,
-          url,
-          address: { url },
-          traffic: [{ revisionName: revision, latestRevision: true, percent: 100 }],
-        };
-        break;
-      }
-      case "serving.knative.dev/configurations":
-      case "serving.knative.dev/routes":
-      case "serving.knative.dev/revisions":
-        obj.status = { observedGeneration: generation, conditions: [{ type: "Ready", status: "True", lastTransitionTime: rfc3339(now) }] };
-        break;
     }
   }
 

@@ -18,6 +18,12 @@
  *   SIM_NODE_MONITOR_GRACE_MS  time from a node's last heartbeat to Ready Unknown (default 40000)
  *   SIM_NODE_UPGRADE_MS        time one node takes to upgrade Kubernetes (default 1500)
  *   SIM_WORKLOAD_READY_MS      time a workload rollout takes until it is ready (default 1500)
+ *   SIM_KNATIVE_PROGRESS_DEADLINE_MS
+ *                              time a Knative Revision's process may take to answer
+ *                              GET /healthz with 200 (default 60000)
+ *
+ * Knative Revisions run as local processes, unpacked under knative/ beside the
+ * state file (with "memory", in a temporary folder removed on exit).
  */
 import { resolve } from "node:path";
 import { startRancherSim, type RancherSimOptions } from "./rancher.js";
@@ -53,6 +59,7 @@ function readConfig(): RancherSimOptions {
       nodeMonitorGraceMs: integerEnv("SIM_NODE_MONITOR_GRACE_MS", undefined),
       nodeUpgradeMs: integerEnv("SIM_NODE_UPGRADE_MS", undefined),
       workloadReadyMs: integerEnv("SIM_WORKLOAD_READY_MS", undefined),
+      knativeProgressDeadlineMs: integerEnv("SIM_KNATIVE_PROGRESS_DEADLINE_MS", undefined),
     },
   };
 }

@@ -44,6 +44,8 @@ export interface Settings {
   nodeUpgradeMs: number;
   /** Time from the start of a workload's rollout (creation, new pod template or replica count) until it reports ready. */
   workloadReadyMs: number;
+  /** How long a Knative Revision's first process may take to answer `GET /healthz` with 200 (unless its progress-deadline annotation says otherwise). */
+  knativeProgressDeadlineMs: number;
 }
 
 /** Which faults the model asks about; the in-memory fault configuration answers. */

@@ -10,6 +10,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Server } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { Tokens } from "./auth.js";
@@ -32,6 +34,8 @@ import {
 } from "./http.js";
 import { k8sRouteKey, K8sRoutes } from "./k8s.js";
 import { KubeApi } from "./kube.js";
+import { Knative } from "./knative.js";
+import { KnativeRuntime } from "./knative-runtime.js";
 import { RancherModel, type Settings } from "./model.js";
 import { decodeKubeProtobuf, PROTOBUF_CONTENT_TYPE, ProtobufError } from "./protobuf.js";
 import {
@@ -79,6 +83,8 @@ export interface RancherSimOptions {
     nodeUpgradeMs?: number;
     /** Time from the start of a workload rollout until it reports ready; 0 makes workloads ready at once. Default 1500. */
     workloadReadyMs?: number;
+    /** How long a Knative Revision's process may take to answer `GET /healthz` with 200. Default 60000. */
+    knativeProgressDeadlineMs?: number;
   };
 }
 
@@ -226,6 +232,7 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     nodeMonitorGraceMs: nonNegativeInteger(opts.timing?.nodeMonitorGraceMs ?? 40000, "timing.nodeMonitorGraceMs"),
     nodeUpgradeMs: nonNegativeInteger(opts.timing?.nodeUpgradeMs ?? 1500, "timing.nodeUpgradeMs"),
     workloadReadyMs: nonNegativeInteger(opts.timing?.workloadReadyMs ?? 1500, "timing.workloadReadyMs"),
+    knativeProgressDeadlineMs: nonNegativeInteger(opts.timing?.knativeProgressDeadlineMs ?? 60000, "timing.knativeProgressDeadlineMs"),
   };
   const tokens = new Tokens(opts.token);
   const faults = new Faults();
@@ -238,6 +245,15 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
   const tls = ensureTlsMaterial(stateFile === null ? null : join(dirname(stateFile), "tls"), tlsNames(host));
   const startedTS = Date.now();
   let closed = false;
+  let closingDown = false;
+  // Knative revisions run as local processes; their files go beside the state file (or in a temporary folder).
+  const knativeTmp = stateFile === null ? mkdtempSync(join(tmpdir(), "kumo-sim-")) : null;
+  const runtime = new KnativeRuntime({ dataDir: knativeTmp ?? dirname(stateFile ?? "."), onChange: () => kickKnative() });
+  const knative = new Knative(model, kube, runtime, {
+    gatewayBase: (hostname) => gatewayBase(hostname),
+    kick: () => kickKnative(),
+  });
+  kube.controllers.push(knative);
 
   function persist(force = false): void {
     if (!force && !model.dirty) return;
@@ -262,6 +278,25 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     model.reconcile(now);
     kube.schedulePods(now);
     kube.reconcileWorkloads(now);
+    knative.reconcile(now);
+  }
+
+  // Revisions' processes change by themselves (ready, crashed); their statuses catch up soon after.
+  let knativeTimer: NodeJS.Timeout | null = null;
+  function kickKnative(): void {
+    if (closed || closingDown || knativeTimer !== null) return;
+    knativeTimer = setTimeout(() => {
+      knativeTimer = null;
+      if (closed || closingDown) return;
+      try {
+        reconcileAll(Date.now());
+      } catch (err) {
+        console.error("rancher simulator: reconciling Knative revisions failed:", err);
+        return;
+      }
+      persist();
+    }, 5);
+    knativeTimer.unref();
   }
 
   // States are derived when a request arrives, but a watch waits without asking:
@@ -320,6 +355,23 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
    * host name the client used (the certificate covers 127.0.0.1, ::1, localhost
    * and the listen address), as Rancher's are always HTTPS.
    */
+  /**
+   * The Knative gateway's base: the plain-HTTP listener under the host name a
+   * client used (like kubeconfigs' server URLs), or the listen address (a
+   * wildcard one as 127.0.0.1).
+   */
+  function gatewayBase(hostname: string | null): string {
+    const listenHost = host === "0.0.0.0" || host === "::" || host === "" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+    const port = listenUrl.replace(/^.*:(\d+)$/, "$1");
+    return `http://${hostname ?? listenHost}:${port}`;
+  }
+
+  /** The host name (without port) of the request's Host header, when it is a plain one. */
+  function requestHostname(req: IncomingMessage): string | null {
+    const value = hostHeader(req);
+    return value === undefined ? null : value.replace(/:\d{1,5}$/, "");
+  }
+
   function kubeBaseUrl(req: IncomingMessage): string {
     if (overTls(req)) return baseUrl(req);
     const value = hostHeader(req);
@@ -581,7 +633,13 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
           try {
             const now = Date.now();
             reconcileAll(now);
-            return k8s.handle(clusterId, rest, { method, contentType, host, query, bodyText }, now);
+            // A Knative Service written now gets its URL under the host name this client used.
+            knative.requestHost = requestHostname(req);
+            try {
+              return k8s.handle(clusterId, rest, { method, contentType, host, query, bodyText }, now);
+            } finally {
+              knative.requestHost = null;
+            }
           } catch (err) {
             if (err instanceof KubeError) return kubeErrorReply(err);
             if (err instanceof NormanError) return kubeErrorReply(new KubeError(err.status, kubeReasonForStatus(err.status), err.message));
@@ -679,6 +737,11 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     if (segments.length === 4 && (what === "nodes" || what === "clusters") && segments[3] === "faults") {
       return handleObjectFaults(method, what, segments[2] ?? "", bodyText, now);
     }
+    if (what === "clusters" && segments[3] === "knative" && (segments.length === 4 || (segments.length === 7 && segments[6] === "logs"))) {
+      if (method !== "GET") throw methodNotAllowed(method, "/admin/clusters/:id/knative");
+      if (segments.length === 4) return { status: 200, body: knative.adminList(segments[2] ?? "") };
+      return { status: 200, body: knative.adminLogs(segments[2] ?? "", segments[4] ?? "", segments[5] ?? "") };
+    }
     if (segments.length === 5 && what === "clusters" && segments[3] === "workloads" && segments[4] === "stop") {
       if (method !== "POST") throw methodNotAllowed(method, "/admin/clusters/:id/workloads/stop");
       return stopWorkload(segments[2] ?? "", bodyText, now);
@@ -715,6 +778,8 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
         model.dirty = true;
         faults.clear();
         calls.clear();
+        // The revisions' processes go with their clusters.
+        knative.reconcile(now);
         return { status: 200, body: { ok: true } };
       case "faults":
         allowed(["GET", "PUT", "DELETE"]);
@@ -755,6 +820,24 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     return safely(() => handleAdmin(req, segments, bodyText));
   }
 
+  // ---- Knative gateway -----------------------------------------------------------------
+
+  async function serveGateway(req: IncomingMessage, res: ServerResponse, pathname: string, search: string): Promise<void> {
+    try {
+      reconcileAll(Date.now());
+    } catch (err) {
+      console.error("rancher simulator: reconciling before a gateway request failed:", err);
+    }
+    persist();
+    try {
+      await knative.gateway(req, res, pathname, search);
+    } catch (err) {
+      console.error("rancher simulator: gateway request failed:", err);
+      if (!res.headersSent) sendReply(res, { status: 502, body: { message: "internal error in the simulator's Knative gateway" } });
+      else res.destroy();
+    }
+  }
+
   // ---- dispatch ------------------------------------------------------------------------
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -771,6 +854,10 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
       reply = await serveV3(req, segments, rawPath, pathname, query);
     } else if (segments[0] === "k8s") {
       reply = await serveK8s(req, segments, rawPath, pathname, query);
+    } else if (segments[0] === "knative") {
+      // The clusters' public ingress: no Rancher token, the function's own answer (not a Reply).
+      await serveGateway(req, res, pathname, q === -1 ? "" : rawPath.slice(q));
+      return;
     } else if (segments[0] === "admin") {
       reply = await serveAdmin(req, segments);
     } else if (segments.length === 1 && segments[0] === "healthz" && (req.method === "GET" || req.method === "HEAD")) {
@@ -821,8 +908,12 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
   } catch (err) {
     for (const s of [server, tlsServer]) if (s.listening) s.close();
     tls.dispose();
+    await runtime.close();
+    if (knativeTmp !== null) rmSync(knativeTmp, { recursive: true, force: true });
     throw err;
   }
+  // Revisions that should be running (after a restart from the state file) start again.
+  kickKnative();
 
   let closing: Promise<void> | null = null;
   return {
@@ -832,18 +923,23 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     close(): Promise<void> {
       const stop = (s: Server): Promise<void> => new Promise<void>((resolve) => s.close(() => resolve()));
       closing ??= (async () => {
+        closingDown = true;
         if (wake !== null) clearTimeout(wake.timer);
         wake = null;
+        if (knativeTimer !== null) clearTimeout(knativeTimer);
+        knativeTimer = null;
         const stopped = Promise.all([stop(server), stop(tlsServer)]);
         // Keep-alive, delayed (latency-faulted) requests and watches would otherwise hold close() open.
         kube.closeAll();
         server.closeAllConnections();
         tlsServer.closeAllConnections();
-        await stopped;
+        // No orphans: every revision's process is stopped before close() returns.
+        await Promise.all([stopped, runtime.close()]);
         kube.closeAll();
         persist(true);
         closed = true;
         tls.dispose();
+        if (knativeTmp !== null) rmSync(knativeTmp, { recursive: true, force: true });
       })();
       return closing;
     },
