@@ -56,7 +56,28 @@ fi
 #    quiet, and no work, when charts/ and helm are those of the last packaging.
 node --import tsx scripts/package-charts.ts
 
-# 5. PostgreSQL, for the store's tests against the real server (Debian's package).
+# 5. The OCI registry the Function Service pushes images to (Debian's docker-registry,
+#    CNCF distribution 2.8). REGISTRY_BIN or /usr/bin/docker-registry wins. Kumo runs it
+#    itself (scripts/registry.ts) with its own config on a loopback port; the package's
+#    own service (systemd unit / init script, port 5000) is never relied upon.
+if [ -n "${REGISTRY_BIN:-}" ]; then
+  [ -x "$REGISTRY_BIN" ] || { log "REGISTRY_BIN=$REGISTRY_BIN is not executable"; exit 1; }
+elif [ ! -x /usr/bin/docker-registry ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    log "installing the OCI registry from Debian's packages (docker-registry)"
+    # policy-rc.d answering 101 keeps the postinst from starting the package's own daemon.
+    policy_rc=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy_rc" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy_rc" && chmod 755 "$policy_rc" && own_policy=1; fi
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry >/dev/null) >&2 \
+      || log "docker-registry could not be installed; the Function Service needs it (set REGISTRY_BIN), and its tests will be skipped"
+    if [ "$own_policy" = 1 ]; then rm -f "$policy_rc"; fi
+  else
+    log "docker-registry is not installed and apt-get is not usable; the Function Service needs it (install Debian's docker-registry or set REGISTRY_BIN)"
+  fi
+fi
+
+# 6. PostgreSQL, for the store's tests against the real server (Debian's package).
 if [ "$want_test" = 1 ]; then
   if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
