@@ -1,20 +1,26 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { startStack } from '../scripts/stack.js';
 import { freePort } from '../scripts/tools.js';
+import { benchFunctionBuild } from './build.js';
 
 /**
  * `npm run bench`: measures Kumo against bare Temporal side by side, in one run,
  * and prints ratios (absolute times on a shared machine mean little).
  *
- * Now: API start latency — POST /v1/clusters (validation, store writes, workflow
+ * Function builds: a first build against a rebuild after a code-only change
+ * (bench/build.ts).
+ *
+ * API start latency — POST /v1/clusters (validation, store writes, workflow
  * start, answer) against a bare `client.workflow.start` on the same dev server,
  * interleaved so both see the same machine load. No worker runs, so the started
  * workflows stay queued and do not load the machine.
  */
 const samples = Number(process.env.BENCH_SAMPLES ?? 200);
+const benchToken = `kumo_bench_${randomBytes(16).toString('hex')}`;
 
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'kumo-bench-'));
@@ -25,6 +31,7 @@ async function main(): Promise<void> {
     temporal: { mode: 'embedded', port: await freePort(), uiPort: 0, ui: false, persist: false },
     sim: true,
     worker: false,
+    env: { KUMO_ADMIN_TOKEN: benchToken },
   });
   const connection = await Connection.connect({ address: stack.temporalAddress });
   const client = new Client({ connection });
@@ -56,11 +63,21 @@ async function main(): Promise<void> {
       const target = row.measure.includes('p99') ? '≤ 2×' : '';
       console.log(`${row.measure.padEnd(26)}${row.kumo.toFixed(2).padStart(10)}${row.bare.toFixed(2).padStart(10)}${`${row.ratio.toFixed(2)}×`.padStart(8)}  ${target}`);
     }
+    const build = await benchFunctionBuild(Number(process.env.BENCH_BUILD_SAMPLES ?? 3));
+    if (build) {
+      const ratio = build.firstMs / build.rebuildMs;
+      console.log(`\nfunction build (median of ${build.samples}, each from an empty layer cache)`);
+      console.log(`${'measure'.padEnd(26)}${'first'.padStart(10)}${'rebuild'.padStart(10)}${'ratio'.padStart(8)}  target`);
+      console.log(`${'build + push (ms)'.padEnd(26)}${build.firstMs.toFixed(0).padStart(10)}${build.rebuildMs.toFixed(0).padStart(10)}${`${ratio.toFixed(1)}×`.padStart(8)}  ≥ 10× (code-only change)`);
+    } else {
+      console.log('\nfunction build: skipped (no docker-registry installed)');
+    }
     const result = {
       date: new Date().toISOString(),
       machine: { cores: availableParallelism(), cpu: cpus()[0]?.model, memoryBytes: totalmem(), node: process.version },
       samples,
       rows,
+      functionBuild: build ? { ...build, ratio: build.firstMs / build.rebuildMs } : null,
     };
     const file = join('bench', 'results', `${result.date.slice(0, 10)}.json`);
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
@@ -73,7 +90,7 @@ async function main(): Promise<void> {
 }
 
 async function postCluster(apiUrl: string, body: string): Promise<void> {
-  const response = await fetch(`${apiUrl}/v1/clusters`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const response = await fetch(`${apiUrl}/v1/clusters`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${benchToken}` }, body });
   if (response.status !== 202) throw new Error(`POST /v1/clusters: ${response.status} ${await response.text()}`);
   await response.arrayBuffer();
 }

@@ -17,6 +17,8 @@ export const operationKinds = [
   'addon.reconcile',
   'addon.repair',
   'addon.rollback',
+  'function.deploy',
+  'function.delete',
 ] as const;
 export type OperationKind = (typeof operationKinds)[number];
 

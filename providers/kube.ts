@@ -57,21 +57,7 @@ export function createKubeClient(kubeconfig: string, timeoutMs: number): Kube {
   const health = new Health(config);
   const apps = config.makeApiClient(AppsV1Api);
 
-  const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      return await Promise.race([
-        fn(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new ProviderError('Transient', `Kubernetes ${what}: timed out after ${timeoutMs} ms`)), timeoutMs);
-        }),
-      ]);
-    } catch (err) {
-      throw classifyKubeError(what, err);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
+  const call = <T>(what: string, fn: () => Promise<T>): Promise<T> => callKube('Kubernetes', what, timeoutMs, fn);
 
   return {
     async livez() {
@@ -187,16 +173,36 @@ function toKubeNode(node: V1Node): KubeNode {
   };
 }
 
+/**
+ * One call to a cluster's API through client-node, bounded by `timeoutMs`, its
+ * failure mapped to a typed error. `api` names the API in messages.
+ */
+export async function callKube<T>(api: string, what: string, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      fn(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new ProviderError('Transient', `${api} ${what}: timed out after ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } catch (err) {
+    throw classifyKubeError(api, what, err);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Maps a client-node failure to a typed error; the message never carries the kubeconfig. */
-function classifyKubeError(what: string, err: unknown): ProviderError {
+function classifyKubeError(api: string, what: string, err: unknown): ProviderError {
   if (err instanceof ProviderError) return err;
   if (err instanceof ApiException) {
     const body = typeof err.body === 'string' ? safeJson(err.body) : (err.body as { message?: string; reason?: string } | undefined);
     const status = err.code;
     const type = classifyHttpStatus(status, body?.reason ?? '', body?.message ?? '');
-    return new ProviderError(type, `Kubernetes ${what} answered ${status}${body?.message ? `: ${body.message}` : ''}`, { status });
+    return new ProviderError(type, `${api} ${what} answered ${status}${body?.message ? `: ${body.message}` : ''}`, { status });
   }
-  return new ProviderError('Transient', `Kubernetes ${what}: ${err instanceof Error ? err.message.split('\n')[0] : 'request failed'}`);
+  return new ProviderError('Transient', `${api} ${what}: ${err instanceof Error ? err.message.split('\n')[0] : 'request failed'}`);
 }
 
 function safeJson(text: string): { message?: string; reason?: string } | undefined {

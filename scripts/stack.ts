@@ -8,6 +8,7 @@ import { ensureSearchAttributes } from '../workers/temporal.js';
 import { workflowsPath } from '../workers/worker.js';
 import { startChartRepo, type ChartRepo } from './chart-repo.js';
 import { packageCharts } from './package-charts.js';
+import { registryBinary, startRegistry, type RegistryServer } from './registry.js';
 import { projectRoot, temporalCli } from './tools.js';
 
 /**
@@ -28,6 +29,8 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Start a worker at once (default true); benchmarks of start latency leave it out. */
   worker?: boolean;
+  /** Port of the embedded OCI registry (default: a free one). */
+  registryPort?: number;
   /** Echo process output to this stream with a name prefix (else only to log files). */
   echo?: NodeJS.WritableStream;
 }
@@ -39,6 +42,8 @@ export interface Stack {
   temporalUiUrl: string | null;
   /** The chart repository the add-on catalog is served from (the packaged charts/, or KUMO_CHART_REPO_URL). */
   chartRepoUrl: string;
+  /** The OCI registry function images are pushed to; null when none could be started (the Function Service is off). */
+  registryUrl: string | null;
   /** The environment the Kumo processes run with. */
   env: Record<string, string>;
   /** Starts a(nother) worker process and waits until it polls. */
@@ -87,9 +92,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const node = (file: string) => [process.execPath, ['--import', 'tsx', file]] as const;
 
   let chartRepo: ChartRepo | null = null;
+  let registry: RegistryServer | null = null;
   const stop = async () => {
     for (const managed of [...running].reverse()) await terminate(managed.child);
     await chartRepo?.close();
+    await registry?.close();
   };
 
   try {
@@ -119,15 +126,29 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       chartRepoUrl = chartRepo.url;
     }
 
+    // The OCI registry for function images: Debian's docker-registry on loopback, when installed.
+    let registryUrl = options.env?.KUMO_REGISTRY_URL ?? process.env.KUMO_REGISTRY_URL ?? null;
+    if (!registryUrl) {
+      if (registryBinary()) {
+        registry = await startRegistry({ dataDir: join(dataDir, 'registry'), port: options.registryPort ?? 0 });
+        registryUrl = registry.url;
+      } else {
+        console.warn('no OCI registry (the docker-registry package is not installed): the Function Service is off');
+      }
+    }
+
     const simUrl = `http://127.0.0.1:${options.simPort}`;
     const env: Record<string, string> = {
       PORT: String(options.apiPort),
       TEMPORAL_ADDRESS: temporalAddress,
       DATABASE_URL: `sqlite:${join(dataDir, 'kumo.db')}`,
+      KUMO_DATA_DIR: dataDir,
       RANCHER_URL: simUrl,
       SIM_PORT: String(options.simPort),
       SIM_STATE_FILE: join(dataDir, 'sim', 'rancher.json'),
       KUMO_CHART_REPO_URL: chartRepoUrl,
+      KUMO_BUILD_CACHE_DIR: join(dataDir, 'build-cache'),
+      ...(registryUrl ? { KUMO_REGISTRY_URL: registryUrl } : {}),
       ...(temporalUiUrl ? { TEMPORAL_UI_URL: temporalUiUrl } : {}),
       ...options.env,
     };
@@ -162,6 +183,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       temporalAddress,
       temporalUiUrl,
       chartRepoUrl,
+      registryUrl,
       env,
       startWorker,
       worker: () => currentWorker?.child ?? null,

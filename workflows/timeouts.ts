@@ -23,6 +23,12 @@ export const timeouts = {
     startToCloseTimeout: '4m',
     retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes },
   },
+  /** A build step (pip, packing layers, pushing to the registry): long, heartbeating, retried a few times. */
+  build: {
+    startToCloseTimeout: '15m',
+    heartbeatTimeout: '20s',
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes },
+  },
   /**
    * A long wait on Rancher that heartbeats every poll: a dead worker is noticed
    * within the heartbeat timeout and the wait resumes on another.
