@@ -49,6 +49,11 @@ export default tseslint.config(
     rules: forbid(['../api/*', '../workflows/*', '../activities/*', '../providers/*', '../store/*', '../workers/*', '../domain/*'], 'the simulator is reached by URL only and imports nothing of Kumo'),
   },
   {
+    // The `kumo` bin shim is plain JavaScript outside the TypeScript project: linted without type information.
+    files: ['bin/**/*.mjs'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+  {
     // Tests and tools use loose JSON from HTTP answers on purpose; node:test's
     // test() and describe() return promises the runner itself awaits.
     files: ['test/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts'],

@@ -4,7 +4,10 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ApiDeps } from './deps.js';
 import { renderDocs } from './docs.js';
 import { fieldErrors, Problem, problemResponse, type FieldError } from './problem.js';
+import { audit, authenticate } from './auth.js';
+import { accessRoutes } from './routes/access.js';
 import { addonRoutes } from './routes/addons.js';
+import { functionRoutes } from './routes/functions.js';
 import { clusterOperationRoutes, clusterRoutes } from './routes/clusters.js';
 import { healthRoutes } from './routes/health.js';
 import { operationRoutes } from './routes/operations.js';
@@ -46,11 +49,15 @@ export function createApp(deps: ApiDeps) {
     }
     await next();
   });
+  app.use('*', authenticate(deps.store));
+  app.use('/v1/*', audit(deps.store));
 
   app.route('/', healthRoutes(deps));
+  app.route('/', accessRoutes(deps));
   app.route('/', clusterRoutes(deps));
   app.route('/', clusterOperationRoutes(deps));
   app.route('/', addonRoutes(deps));
+  app.route('/', functionRoutes(deps));
   app.route('/', operationRoutes(deps));
 
   app.doc31('/openapi.json', {
@@ -65,7 +72,16 @@ export function createApp(deps: ApiDeps) {
       { name: 'snapshots', description: 'etcd snapshots, their schedule, and restore' },
       { name: 'operations', description: 'Long-running operations (Temporal workflows)' },
       { name: 'health', description: 'Liveness and readiness' },
+      { name: 'add-ons', description: 'The add-on catalog, add-ons per cluster, fleet rollouts' },
+      { name: 'functions', description: 'The Function Service' },
+      { name: 'access', description: 'Tokens and the audit log' },
     ],
+    security: [{ bearer: [] }],
+  });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'A Kumo token. Roles: viewer (reads), operator (also runs operations), admin (also manages tokens).',
   });
   app.get('/docs', (c) => c.html(renderDocs(app.getOpenAPI31Document({ openapi: '3.1.0', info: { title: 'Kumo API', version: '0.1.0' } }))));
   app.get('/', (c) => c.redirect('/docs'));

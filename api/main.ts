@@ -3,6 +3,7 @@ import { Client, Connection } from '@temporalio/client';
 import { ConfigError, loadConfig } from '../domain/config.js';
 import { Store } from '../store/index.js';
 import { ensureSearchAttributes } from '../workers/temporal.js';
+import { ensureAdminToken } from './auth.js';
 import { createApp } from './app.js';
 import { ensureAddonReconcileSchedule } from './routes/addons.js';
 
@@ -13,6 +14,8 @@ async function main(): Promise<void> {
   // Lazy: the API starts (and /readyz says why it is not ready) even while Temporal is down.
   const connection = Connection.lazy({ address });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const bootstrap = await ensureAdminToken(store, config);
+  if (bootstrap.created) console.log(`no token existed: created the admin token "admin"${bootstrap.file ? ` (its secret is in ${bootstrap.file})` : ' (from KUMO_ADMIN_TOKEN)'}`);
   const app = createApp({ store, temporal, config });
   // Workflows the API starts carry Kumo's search attributes, which Temporal
   // refuses until they are registered. Register them as soon as Temporal

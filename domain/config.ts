@@ -67,6 +67,22 @@ export const ConfigSchema = z.object({
   KUMO_ADDON_POLL_S: positiveInt(3),
   /** How long a repaired add-on may take to become healthy again (seconds). */
   KUMO_ADDON_HEALTH_TIMEOUT_S: positiveInt(300),
+  /** The OCI registry function images are pushed to (`npm start` runs one on loopback). */
+  KUMO_REGISTRY_URL: url.optional(),
+  /** `host:port` the functions cluster pulls images from, when it differs from KUMO_REGISTRY_URL's. */
+  KUMO_REGISTRY_PULL_HOST: z.string().regex(/^[^\s/]+$/, 'must be host or host:port').optional(),
+  /** Registry credentials (secrets: never logged, never in workflow inputs). */
+  KUMO_REGISTRY_USERNAME: z.string().min(1).optional(),
+  KUMO_REGISTRY_PASSWORD: z.string().min(1).optional(),
+  /** The Kumo cluster that runs functions (Knative Serving), and the namespace they run in. */
+  KUMO_FUNCTIONS_CLUSTER: z.string().min(1).default('functions'),
+  KUMO_FUNCTIONS_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name').default('functions'),
+  /** Where built image layers are cached (the dependency layer by the hash of requirements.txt). */
+  KUMO_BUILD_CACHE_DIR: z.string().min(1).default('.data/build-cache'),
+  /** How long a new function revision may take to become Ready (seconds). */
+  KUMO_FUNCTION_READY_TIMEOUT_S: positiveInt(120),
+  /** The first admin token's secret, used only when no token exists yet (else one is generated into KUMO_DATA_DIR/admin-token). */
+  KUMO_ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   /** Folder for the embedded stack's files (databases, logs, simulator state). */
   KUMO_DATA_DIR: z.string().min(1).default('.data'),
 });

@@ -1,4 +1,6 @@
 import type { AddonRecord, AddonState } from '../domain/addon.js';
+import type { AuditRecord, Role, TokenRecord } from '../domain/auth.js';
+import type { FunctionRecord, FunctionSettings, FunctionState } from '../domain/function.js';
 import type { ClusterRecord, ClusterState, NodePoolRecord, NodeRecord } from '../domain/cluster.js';
 import type { OperationFailure, OperationKind, OperationRecord, OperationStatus, StepRecord } from '../domain/operation.js';
 import { openDb, type Db } from './db.js';
@@ -35,6 +37,42 @@ interface OperationRow {
   workflow_id: string;
   run_id: string | null;
   result?: string | null;
+}
+
+interface TokenRow {
+  name: string;
+  role: string;
+  hash: string;
+  created_at: string;
+  created_by: string | null;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+interface AuditRow {
+  id: string;
+  at: string;
+  actor: string;
+  role: string;
+  method: string;
+  path: string;
+  status: number | string;
+  operation_id: string | null;
+}
+
+interface FunctionRow {
+  name: string;
+  settings: string;
+  files: string;
+  source_hash: string;
+  state: string;
+  image: string | null;
+  revision: string | null;
+  url: string | null;
+  message: string | null;
+  last_operation_id: string | null;
+  created_at: string;
+  updated_at: string;
 }
 
 interface AddonRow {
@@ -352,6 +390,149 @@ export class Store {
     await this.db.run('DELETE FROM addons WHERE cluster_id = $1 AND name = $2', [clusterId, name]);
   }
 
+  // ---- tokens and audit -----------------------------------------------------------------------
+
+  /** Records a token by the hash of its secret; false when the name is taken. */
+  async createToken(token: TokenRecord, hash: string): Promise<boolean> {
+    try {
+      await this.db.run('INSERT INTO tokens (name, role, hash, created_at, created_by, last_used_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL, NULL)', [
+        token.name,
+        token.role,
+        hash,
+        token.createdAt,
+        token.createdBy,
+      ]);
+      return true;
+    } catch (err) {
+      if (isUniqueViolation(err)) return false;
+      throw err;
+    }
+  }
+
+  /** The live (not revoked) token with this hash. */
+  async tokenByHash(hash: string): Promise<TokenRecord | null> {
+    const rows = await this.db.all<TokenRow>('SELECT * FROM tokens WHERE hash = $1 AND revoked_at IS NULL', [hash]);
+    return rows[0] ? toToken(rows[0]) : null;
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return (await this.db.all<TokenRow>('SELECT * FROM tokens ORDER BY name')).map(toToken);
+  }
+
+  async countTokens(): Promise<number> {
+    const rows = await this.db.all<{ n: number | string }>('SELECT COUNT(*) AS n FROM tokens');
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  /** Revokes a token; false when there is no live token of that name. */
+  async revokeToken(name: string, at: string): Promise<boolean> {
+    const live = await this.db.all<TokenRow>('SELECT * FROM tokens WHERE name = $1 AND revoked_at IS NULL', [name]);
+    if (!live.length) return false;
+    await this.db.run('UPDATE tokens SET revoked_at = $1 WHERE name = $2', [at, name]);
+    return true;
+  }
+
+  async touchToken(name: string, at: string): Promise<void> {
+    await this.db.run('UPDATE tokens SET last_used_at = $1 WHERE name = $2', [at, name]);
+  }
+
+  async appendAudit(record: AuditRecord): Promise<void> {
+    await this.db.run('INSERT INTO audit (id, at, actor, role, method, path, status, operation_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)', [
+      record.id,
+      record.at,
+      record.actor,
+      record.role,
+      record.method,
+      record.path,
+      record.status,
+      record.operationId,
+    ]);
+  }
+
+  /** The audit log, newest first, optionally by actor and since a time. */
+  async listAudit(filter: { actor?: string; since?: string; limit: number }): Promise<AuditRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.actor) {
+      params.push(filter.actor);
+      where.push(`actor = $${params.length}`);
+    }
+    if (filter.since) {
+      params.push(filter.since);
+      where.push(`at >= $${params.length}`);
+    }
+    params.push(filter.limit);
+    const rows = await this.db.all<AuditRow>(`SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at DESC, id DESC LIMIT $${params.length}`, params);
+    return rows.map((row) => ({ id: row.id, at: row.at, actor: row.actor, role: row.role as Role, method: row.method, path: row.path, status: Number(row.status), operationId: row.operation_id }));
+  }
+
+  // ---- functions ---------------------------------------------------------------------------
+
+  async getFunction(name: string): Promise<FunctionRecord | null> {
+    const rows = await this.db.all<FunctionRow>('SELECT * FROM functions WHERE name = $1', [name]);
+    return rows[0] ? toFunction(rows[0]) : null;
+  }
+
+  async listFunctions(): Promise<FunctionRecord[]> {
+    return (await this.db.all<FunctionRow>('SELECT * FROM functions ORDER BY name')).map(toFunction);
+  }
+
+  /**
+   * Records a function's new desired settings and source with the deploy that
+   * applies them, atomically. `expect` guards against a concurrent change: the
+   * write happens only when the function is absent (`null`) or still at that
+   * operation; false otherwise.
+   */
+  async saveFunction(record: FunctionRecord, operation: OperationRecord, expect: { lastOperationId: string | null } | null): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.all<FunctionRow>('SELECT * FROM functions WHERE name = $1', [record.name]);
+      const current = rows[0] ? toFunction(rows[0]) : null;
+      if (expect === null ? current !== null : current === null || current.lastOperationId !== expect.lastOperationId) return false;
+      await this.insertOperation(tx, operation);
+      await tx.run(
+        `INSERT INTO functions (name, settings, files, source_hash, state, image, revision, url, message, last_operation_id, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (name) DO UPDATE SET settings = $2, files = $3, source_hash = $4, state = $5, message = $9, last_operation_id = $10, updated_at = $12`,
+        [
+          record.name,
+          JSON.stringify(record.settings),
+          JSON.stringify(record.files),
+          record.sourceHash,
+          record.state,
+          record.image,
+          record.revision,
+          record.url,
+          record.message,
+          operation.id,
+          record.createdAt,
+          record.updatedAt,
+        ],
+      );
+      return true;
+    });
+  }
+
+  /** Changes what is known of a running function (its image, revision, URL, state). */
+  async updateFunction(name: string, patch: Partial<{ state: FunctionState; image: string | null; revision: string | null; url: string | null; message: string | null; settings: FunctionSettings }>): Promise<void> {
+    const current = await this.getFunction(name);
+    if (!current) return;
+    const next = { ...current, ...patch };
+    await this.db.run('UPDATE functions SET state = $1, image = $2, revision = $3, url = $4, message = $5, settings = $6, updated_at = $7 WHERE name = $8', [
+      next.state,
+      next.image,
+      next.revision,
+      next.url,
+      next.message,
+      JSON.stringify(next.settings),
+      new Date().toISOString(),
+      name,
+    ]);
+  }
+
+  async deleteFunction(name: string): Promise<void> {
+    await this.db.run('DELETE FROM functions WHERE name = $1', [name]);
+  }
+
   /** Removes a cluster's record (after a cancelled create removed it from Rancher). */
   async deleteCluster(id: string, operationId: string): Promise<void> {
     await this.db.run('DELETE FROM clusters WHERE id = $1 AND last_operation_id = $2', [id, operationId]);
@@ -490,6 +671,27 @@ function toOperation(row: OperationRow): OperationRecord {
     workflowId: row.workflow_id,
     runId: row.run_id,
     ...(row.result ? { result: JSON.parse(row.result) as unknown } : {}),
+  };
+}
+
+function toToken(row: TokenRow): TokenRecord {
+  return { name: row.name, role: row.role as Role, createdAt: row.created_at, createdBy: row.created_by, lastUsedAt: row.last_used_at, revokedAt: row.revoked_at };
+}
+
+function toFunction(row: FunctionRow): FunctionRecord {
+  return {
+    name: row.name,
+    settings: JSON.parse(row.settings) as FunctionSettings,
+    files: JSON.parse(row.files) as Record<string, string>,
+    sourceHash: row.source_hash,
+    state: row.state as FunctionState,
+    image: row.image,
+    revision: row.revision,
+    url: row.url,
+    message: row.message,
+    lastOperationId: row.last_operation_id,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
   };
 }
 

@@ -81,6 +81,52 @@ export const migrations: ReadonlyArray<{ version: number; name: string; sql: str
       `ALTER TABLE operations ADD COLUMN result TEXT`,
     ],
   },
+  {
+    version: 4,
+    name: 'functions',
+    sql: [
+      `CREATE TABLE functions (
+        name TEXT PRIMARY KEY,
+        settings TEXT NOT NULL,
+        files TEXT NOT NULL,
+        source_hash TEXT NOT NULL,
+        state TEXT NOT NULL,
+        image TEXT,
+        revision TEXT,
+        url TEXT,
+        message TEXT,
+        last_operation_id TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      )`,
+    ],
+  },
+  {
+    version: 5,
+    name: 'tokens and the audit log',
+    sql: [
+      `CREATE TABLE tokens (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        created_by TEXT,
+        last_used_at TEXT,
+        revoked_at TEXT
+      )`,
+      `CREATE TABLE audit (
+        id TEXT PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        role TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        operation_id TEXT
+      )`,
+      `CREATE INDEX audit_at ON audit (at, id)`,
+    ],
+  },
 ];
 
 /**

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { createApp } from '../api/app.js';
+import { ensureAdminToken } from '../api/auth.js';
 import { loadConfig } from '../domain/config.js';
 import { freePort } from '../scripts/tools.js';
 import { Store } from '../store/index.js';
@@ -18,6 +19,8 @@ describe('the API while Temporal is unreachable', () => {
   let store: Store;
   let connection: Connection;
   let app: ReturnType<typeof createApp>;
+  const token = 'kumo_api_test_token_0123456789';
+  const auth = { authorization: `Bearer ${token}` };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'kumo-api-'));
@@ -25,6 +28,7 @@ describe('the API while Temporal is unreachable', () => {
     const address = `127.0.0.1:${await freePort()}`;
     connection = Connection.lazy({ address });
     const config = loadConfig({ TEMPORAL_ADDRESS: address, TEMPORAL_UI_URL: 'http://127.0.0.1:8233' });
+    await ensureAdminToken(store, { ...config, KUMO_ADMIN_TOKEN: token });
     app = createApp({ store, temporal: new Client({ connection }), config });
   });
   after(async () => {
@@ -50,7 +54,7 @@ describe('the API while Temporal is unreachable', () => {
 
   test('a create answers 503 within seconds and leaves no cluster or operation behind', async () => {
     const started = Date.now();
-    const response = await app.request('/v1/clusters', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec) });
+    const response = await app.request('/v1/clusters', { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify(spec) });
     assert.equal(response.status, 503);
     assert.equal(response.headers.get('content-type'), 'application/problem+json');
     assert.ok(Date.now() - started < 15_000, 'bounded, not hanging');
@@ -83,7 +87,7 @@ describe('the API while Temporal is unreachable', () => {
   test('an unknown field is named in the error, not just its parent', async () => {
     const response = await app.request('/v1/clusters', {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...auth },
       body: JSON.stringify({ ...spec, nodepools: [] }),
     });
     assert.equal(response.status, 400);

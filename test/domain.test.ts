@@ -197,6 +197,10 @@ describe('loadConfig', () => {
       KUMO_ADDON_RECONCILE_INTERVAL_S: 300,
       KUMO_ADDON_POLL_S: 3,
       KUMO_ADDON_HEALTH_TIMEOUT_S: 300,
+      KUMO_FUNCTIONS_CLUSTER: 'functions',
+      KUMO_FUNCTIONS_NAMESPACE: 'functions',
+      KUMO_BUILD_CACHE_DIR: '.data/build-cache',
+      KUMO_FUNCTION_READY_TIMEOUT_S: 120,
       KUMO_DATA_DIR: '.data',
     });
   });

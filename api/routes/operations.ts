@@ -1,5 +1,6 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { WorkflowNotFoundError, type WorkflowExecutionDescription } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { operationStatuses, type OperationRecord, type Progress } from '../../domain/operation.js';
 import { isValidCursor } from '../../store/index.js';
 import type { ApiDeps } from '../deps.js';
@@ -46,6 +47,18 @@ const getRoute = createRoute({
   },
 });
 
+const historyRoute = createRoute({
+  method: 'get',
+  path: '/v1/operations/{id}/history',
+  tags: ['operations'],
+  summary: "The operation's Temporal workflow history (JSON, as `temporal workflow show --output json` prints it), for replay",
+  request: { params: IdParam },
+  responses: {
+    200: { description: 'The history', content: { 'application/json': { schema: z.object({ events: z.array(z.unknown()) }).passthrough() } } },
+    404: problem('No such operation, or Temporal no longer has its run'),
+  },
+});
+
 const cancelRoute = createRoute({
   method: 'post',
   path: '/v1/operations/{id}/cancel',
@@ -78,6 +91,19 @@ export function operationRoutes(deps: ApiDeps) {
   app.openapi(getRoute, async (c) => {
     const { id } = c.req.valid('param');
     return c.json(await viewOperation(deps, await mustGetOperation(deps, id), { live: true }), 200);
+  });
+
+  app.openapi(historyRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const operation = await mustGetOperation(deps, id);
+    if (!operation.runId) throw new Problem(404, 'not-found', `operation ${id} has no workflow run`);
+    try {
+      const history = await deps.temporal.workflow.getHandle(operation.workflowId, operation.runId).fetchHistory();
+      return c.body(historyToJSON(history), 200, { 'content-type': 'application/json' }) as never;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new Problem(404, 'not-found', `Temporal no longer has the run of operation ${id} (past the namespace's retention)`);
+      throw err;
+    }
   });
 
   app.openapi(cancelRoute, async (c) => {

@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../../scripts/stack.js';
@@ -15,9 +16,11 @@ export const fastTiming = {
 
 export interface TestStack extends Stack {
   dataDir: string;
+  /** The admin token the stack was started with; `api()` sends it unless told otherwise. */
+  adminToken: string;
   ports: { api: number; sim: number; temporal: number };
   /** JSON over HTTP against the API. */
-  api(path: string, init?: { method?: string; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<{ status: number; headers: Headers; body: any }>;
+  api(path: string, init?: { method?: string; body?: unknown; raw?: string; headers?: Record<string, string>; token?: string | null }): Promise<{ status: number; headers: Headers; body: any }>;
   /** The simulator's admin API. */
   sim(path: string, init?: { method?: string; body?: unknown }): Promise<any>;
   /** Stops the stack and removes its data. */
@@ -31,21 +34,28 @@ export interface TestStack extends Stack {
 export async function startTestStack(options: { dataDir?: string; ports?: TestStack['ports']; env?: Record<string, string> } = {}): Promise<TestStack> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'kumo-test-'));
   const ports = options.ports ?? { api: await freePort(), sim: await freePort(), temporal: await freePort() };
+  // The first start of a data folder makes this the admin token; a restart on the same folder keeps it.
+  const tokenFile = join(dataDir, 'test-admin-token');
+  const adminToken = options.env?.KUMO_ADMIN_TOKEN ?? (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8') : `kumo_test_${randomBytes(16).toString('hex')}`);
+  writeFileSync(tokenFile, adminToken, { mode: 0o600 });
   const stack = await startStack({
     dataDir,
     apiPort: ports.api,
     simPort: ports.sim,
     temporal: { mode: 'embedded', port: ports.temporal, uiPort: 0, ui: false, persist: true },
     sim: true,
-    env: { ...fastTiming, ...options.env },
+    env: { ...fastTiming, KUMO_ADMIN_TOKEN: adminToken, ...options.env },
     ...(process.env.KUMO_TEST_ECHO ? { echo: process.stderr } : {}),
   });
   return {
     ...stack,
     dataDir,
     ports,
+    adminToken,
     async api(path, init = {}) {
       const headers: Record<string, string> = { ...init.headers };
+      const token = init.token === undefined ? adminToken : init.token;
+      if (token !== null) headers.authorization ??= `Bearer ${token}`;
       let body: string | undefined = init.raw;
       if (init.body !== undefined) {
         body = JSON.stringify(init.body);
