@@ -22,6 +22,8 @@ export const StepSchema = z.object({
   startedAt: z.string().optional(),
   finishedAt: z.string().optional(),
   detail: z.string().optional(),
+  result: z.unknown().optional().openapi({ description: 'What the step produced; a retry reuses it instead of running the step again' }),
+  reusedFrom: z.string().optional().openapi({ description: 'The operation whose result this retry reused' }),
 });
 
 export const OperationSchema = z
@@ -43,6 +45,8 @@ export const OperationSchema = z
     workflowId: z.string(),
     runId: z.string().nullable(),
     result: z.unknown().optional().openapi({ description: "What the operation produced: a rollout's report, a reconcile's repairs" }),
+    input: z.unknown().optional().openapi({ description: 'The workflow input it was started with (fields named like secrets are redacted)' }),
+    retryOf: z.string().optional().openapi({ description: 'The failed operation this one retries' }),
     links: z.object({ self: z.string(), temporalUI: z.string().optional() }),
   })
   .openapi('Operation');

@@ -32,6 +32,43 @@ export interface StepRecord {
   finishedAt?: string;
   /** Free-form progress of a long step, e.g. "3/5 nodes active". */
   detail?: string;
+  /** What the step produced (JSON; null for nothing), kept so a retry can reuse it instead of running the step again. */
+  result?: unknown;
+  /** Set when a retry reused this step's result from the operation it retried. */
+  reusedFrom?: string;
+}
+
+/**
+ * Given to a workflow that retries a failed operation: the results of the steps
+ * that operation completed, by step name. Those steps are not run again.
+ */
+export interface Resume {
+  from: string;
+  results: Record<string, unknown>;
+}
+
+/** The workflow type of each operation kind that can be retried from its failed step. */
+export const retryableKinds: Partial<Record<OperationKind, string>> = {
+  'cluster.create': 'createCluster',
+  'cluster.scale': 'scaleNodePool',
+  'cluster.replaceNode': 'replaceNode',
+  'cluster.update': 'updateCluster',
+  'cluster.delete': 'deleteCluster',
+  'cluster.snapshot': 'takeSnapshot',
+  'cluster.restore': 'restoreFromSnapshot',
+  'addon.apply': 'applyAddon',
+  'addon.remove': 'removeAddon',
+  'function.deploy': 'deployFunction',
+  'function.delete': 'deleteFunction',
+};
+
+/** The results a retry of an operation with these steps may reuse: every step that succeeded and recorded one. */
+export function reusableResults(steps: StepRecord[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const step of steps) {
+    if ((step.status === 'succeeded' || (step.status === 'skipped' && step.reusedFrom)) && step.result !== undefined) out[step.name] = step.result;
+  }
+  return out;
 }
 
 /** Why an operation failed: the step, the classified type, the message and the attempts made. */
@@ -66,6 +103,10 @@ export interface OperationRecord {
   runId: string | null;
   /** What the operation produced, when it reports more than its steps (a rollout's report, a reconcile's repairs). */
   result?: unknown;
+  /** The workflow's input (never holding a secret), kept so the operation can be retried. */
+  input?: unknown;
+  /** The operation this one retries. */
+  retryOf?: string;
 }
 
 /**

@@ -37,6 +37,8 @@ interface OperationRow {
   workflow_id: string;
   run_id: string | null;
   result?: string | null;
+  input?: string | null;
+  retry_of?: string | null;
 }
 
 interface TokenRow {
@@ -333,6 +335,11 @@ export class Store {
       await this.insertOperation(tx, operation);
       if (clusterId) await tx.run('UPDATE clusters SET last_operation_id = $1, updated_at = $2 WHERE id = $3', [operation.id, operation.startedAt, clusterId]);
     });
+  }
+
+  /** Keeps the workflow input an operation was started with (inputs never hold secrets), and the operation it retries. */
+  async setOperationInput(id: string, input: unknown, retryOf: string | null = null): Promise<void> {
+    await this.db.run('UPDATE operations SET input = $1, retry_of = $2 WHERE id = $3', [JSON.stringify(input), retryOf, id]);
   }
 
   /** What an operation produced, for reading after its run is gone (a rollout's report, a reconcile's repairs). */
@@ -671,6 +678,8 @@ function toOperation(row: OperationRow): OperationRecord {
     workflowId: row.workflow_id,
     runId: row.run_id,
     ...(row.result ? { result: JSON.parse(row.result) as unknown } : {}),
+    ...(row.input ? { input: JSON.parse(row.input) as unknown } : {}),
+    ...(row.retry_of ? { retryOf: row.retry_of } : {}),
   };
 }
 

@@ -127,6 +127,11 @@ export const migrations: ReadonlyArray<{ version: number; name: string; sql: str
       `CREATE INDEX audit_at ON audit (at, id)`,
     ],
   },
+  {
+    version: 6,
+    name: 'operation inputs, for retries',
+    sql: [`ALTER TABLE operations ADD COLUMN input TEXT`, `ALTER TABLE operations ADD COLUMN retry_of TEXT`],
+  },
 ];
 
 /**

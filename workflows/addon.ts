@@ -16,7 +16,7 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { AddonActivities, AddonInspection, ManagedAddon } from '../activities/addon.js';
 import { planWaves, sameValues, type RolloutClusterProgress, type RolloutReport, type Wave } from '../domain/addon.js';
-import { clusterMutationWorkflowId, searchAttributes, type OperationKind } from '../domain/operation.js';
+import { clusterMutationWorkflowId, searchAttributes, type OperationKind, type Resume } from '../domain/operation.js';
 import { progressQuery } from './cluster.js';
 import { describeFailure, Steps } from './steps.js';
 import { timeouts } from './timeouts.js';
@@ -52,6 +52,8 @@ export interface ApplyAddonInput {
   pollSeconds: number;
   /** Set when a workflow (a rollout, a reconcile) starts this one: it records its own operation. */
   open?: { kind: OperationKind; startedAt: string };
+  /** A retry of a failed operation: the steps it completed are not run again. */
+  resume?: Resume;
 }
 
 export interface ApplyAddonResult {
@@ -69,7 +71,7 @@ export interface ApplyAddonResult {
  * Runs under the cluster's mutation workflow id, like every change to a cluster.
  */
 export async function applyAddon(input: ApplyAddonInput): Promise<ApplyAddonResult> {
-  const steps = new Steps(addonSteps[input.mode]);
+  const steps = new Steps(addonSteps[input.mode], input.resume);
   setHandler(progressQuery, () => steps.snapshot());
   if (input.open) {
     const info = workflowInfo();
@@ -167,11 +169,12 @@ export interface RemoveAddonInput {
   clusterId: string;
   rancherId: string;
   addon: string;
+  resume?: Resume;
 }
 
 /** Disables an add-on on a cluster: uninstalls its release and forgets it. */
 export async function removeAddon(input: RemoveAddonInput): Promise<void> {
-  const steps = new Steps(removeAddonSteps);
+  const steps = new Steps(removeAddonSteps, input.resume);
   setHandler(progressQuery, () => steps.snapshot());
   try {
     await store.markAddon({ clusterId: input.clusterId, name: input.addon, state: 'removing', message: null, operationId: input.operationId });

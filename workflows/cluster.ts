@@ -10,7 +10,7 @@ import {
 } from '@temporalio/workflow';
 import type { ClusterActivities } from '../activities/cluster.js';
 import { ClusterSpecSchema, expectedNodeCount, type ClusterSpec, type ClusterState, type NodePoolRecord } from '../domain/cluster.js';
-import type { OperationFailure, Progress } from '../domain/operation.js';
+import type { OperationFailure, Progress, Resume } from '../domain/operation.js';
 import { describeFailure, Steps } from './steps.js';
 import { timeouts } from './timeouts.js';
 
@@ -23,6 +23,8 @@ export interface CreateClusterInput {
   spec: ClusterSpec;
   /** How long the cluster may take to become active with every node ready. */
   readyTimeoutSeconds: number;
+  /** A retry of a failed create: the steps it completed are not run again. */
+  resume?: Resume;
 }
 
 export interface CreateClusterResult {
@@ -45,7 +47,7 @@ const store = proxyActivities<ClusterActivities>(timeouts.store);
  * adopts it.
  */
 export async function createCluster(input: CreateClusterInput): Promise<CreateClusterResult> {
-  const steps = new Steps(createClusterSteps);
+  const steps = new Steps(createClusterSteps, input.resume);
   setHandler(progressQuery, () => steps.snapshot());
   const { waitUntilActive } = proxyActivities<ClusterActivities>(timeouts.rancherWait(input.readyTimeoutSeconds));
 
@@ -130,6 +132,8 @@ interface ClusterOperationInput {
   operationId: string;
   clusterId: string;
   rancherId: string;
+  /** A retry of a failed operation: the steps it completed are not run again. */
+  resume?: Resume;
 }
 
 export interface ScaleNodePoolInput extends ClusterOperationInput {
@@ -155,7 +159,7 @@ export const scaleDownSteps = ['selectNodes', 'cordon', 'drain', 'setQuantity', 
  */
 export async function scaleNodePool(input: ScaleNodePoolInput): Promise<{ nodes: number }> {
   const up = input.to >= input.from;
-  const steps = new Steps(up ? scaleUpSteps : scaleDownSteps);
+  const steps = new Steps(up ? scaleUpSteps : scaleDownSteps, input.resume);
   setHandler(progressQuery, () => steps.snapshot());
   const wait = proxyActivities<ClusterActivities>(timeouts.rancherWait(input.readyTimeoutSeconds));
   const drainer = proxyActivities<ClusterActivities>(timeouts.rancherWait(input.drainTimeoutSeconds));
@@ -224,7 +228,7 @@ export const replaceNodeSteps = ['inspect', 'cordon', 'drain', 'deleteNode', 'wa
  * a second one. Cancelled before the delete, it uncordons the node.
  */
 export async function replaceNode(input: ReplaceNodeInput): Promise<{ replacedBy: string[] }> {
-  const steps = new Steps(replaceNodeSteps);
+  const steps = new Steps(replaceNodeSteps, input.resume);
   setHandler(progressQuery, () => steps.snapshot());
   const wait = proxyActivities<ClusterActivities>(timeouts.rancherWait(input.readyTimeoutSeconds));
   const drainer = proxyActivities<ClusterActivities>(timeouts.rancherWait(input.drainTimeoutSeconds));
@@ -297,7 +301,7 @@ export const updateClusterSteps = ['updateSettings', 'waitForUpgrade', 'verifyHe
  * rollout, which would otherwise leave nodes half-way: the operation says so.
  */
 export async function updateCluster(input: UpdateClusterInput): Promise<void> {
-  const steps = new Steps(updateClusterSteps);
+  const steps = new Steps(updateClusterSteps, input.resume);
   setHandler(progressQuery, () => steps.snapshot());
   const wait = proxyActivities<ClusterActivities>(timeouts.rancherWait(input.readyTimeoutSeconds));
   await runOperation(input, steps, {
@@ -345,7 +349,7 @@ export const deleteClusterSteps = ['deleteRancherCluster', 'waitUntilGone', 'rem
 
 /** Deletes a cluster with its node pools in Rancher, then forgets it (its operations stay, for the audit trail). */
 export async function deleteCluster(input: DeleteClusterInput): Promise<void> {
-  const steps = new Steps(deleteClusterSteps);
+  const steps = new Steps(deleteClusterSteps, input.resume);
   setHandler(progressQuery, () => steps.snapshot());
   const wait = proxyActivities<ClusterActivities>(timeouts.rancherWait(input.timeoutSeconds));
   await runOperation(input, steps, {
@@ -368,7 +372,7 @@ export const snapshotSteps = ['markSnapshot', 'takeSnapshot', 'waitForSnapshot',
 
 /** Takes an etcd snapshot now (named after the operation, so a retry finds it), then prunes to the retention. */
 export async function takeSnapshot(input: SnapshotInput): Promise<{ snapshot: string; pruned: string[] }> {
-  const steps = new Steps(snapshotSteps);
+  const steps = new Steps(snapshotSteps, input.resume);
   setHandler(progressQuery, () => steps.snapshot());
   const wait = proxyActivities<ClusterActivities>(timeouts.rancherWait(600));
   return runOperation(input, steps, {
@@ -404,7 +408,7 @@ export const restoreSteps = ['verifySnapshot', 'startRestore', 'waitUntilActive'
  * Rancher ends as a Timeout failure, never a silent loop.
  */
 export async function restoreFromSnapshot(input: RestoreInput): Promise<void> {
-  const steps = new Steps(restoreSteps);
+  const steps = new Steps(restoreSteps, input.resume);
   setHandler(progressQuery, () => steps.snapshot());
   const wait = proxyActivities<ClusterActivities>(timeouts.rancherWait(input.readyTimeoutSeconds));
   await runOperation(input, steps, {

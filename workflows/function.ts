@@ -1,6 +1,7 @@
 import { ApplicationFailure, CancellationScope, isCancellation, proxyActivities, setHandler, sleep } from '@temporalio/workflow';
 import type { FunctionActivities } from '../activities/function.js';
 import type { KnativeStatus } from '../providers/knative.js';
+import type { Resume } from '../domain/operation.js';
 import { progressQuery } from './cluster.js';
 import type { AddonActivities } from '../activities/addon.js';
 import { describeFailure, Steps } from './steps.js';
@@ -23,6 +24,8 @@ export interface DeployFunctionInput {
   previousRevision: string | null;
   readyTimeoutSeconds: number;
   pollSeconds: number;
+  /** A retry of a failed deploy: the steps it completed are not run again. */
+  resume?: Resume;
 }
 
 export interface DeployFunctionResult {
@@ -43,7 +46,7 @@ export interface DeployFunctionResult {
  * activities; they are never in this workflow's input or history.
  */
 export async function deployFunction(input: DeployFunctionInput): Promise<DeployFunctionResult> {
-  const steps = new Steps(deployFunctionSteps);
+  const steps = new Steps(deployFunctionSteps, input.resume);
   setHandler(progressQuery, () => steps.snapshot());
   try {
     await steps.run('validate', () => build.validateFunction({ name: input.name }));
@@ -102,11 +105,12 @@ export interface DeleteFunctionInput {
   name: string;
   rancherId: string;
   namespace: string;
+  resume?: Resume;
 }
 
 /** Deletes a function's Knative Service, then its record. Its images stay in the registry. */
 export async function deleteFunction(input: DeleteFunctionInput): Promise<void> {
-  const steps = new Steps(deleteFunctionSteps);
+  const steps = new Steps(deleteFunctionSteps, input.resume);
   setHandler(progressQuery, () => steps.snapshot());
   try {
     await steps.run('deleteService', () => cluster.deleteService({ name: input.name, rancherId: input.rancherId, namespace: input.namespace }));

@@ -1,6 +1,6 @@
 import { ActivityFailure, ApplicationFailure, isCancellation, TimeoutFailure } from '@temporalio/workflow';
 import { isFailureType } from '../domain/errors.js';
-import type { OperationFailure, Progress, StepRecord } from '../domain/operation.js';
+import type { OperationFailure, Progress, Resume, StepRecord } from '../domain/operation.js';
 
 /**
  * Tracks an operation's steps inside a workflow: what runs now, what finished and
@@ -10,19 +10,32 @@ export class Steps {
   private readonly steps: StepRecord[];
   private current: string | null = null;
 
-  constructor(names: readonly string[]) {
+  /** With `resume`, the steps a failed operation completed are not run again: their recorded results are returned. */
+  constructor(
+    names: readonly string[],
+    private readonly resume?: Resume,
+  ) {
     this.steps = names.map((name) => ({ name, status: 'pending' }));
   }
 
-  /** Runs one named step, marking it running, then succeeded or failed. */
+  /** Runs one named step, marking it running, then succeeded (keeping its result) or failed. */
   async run<T>(name: string, fn: () => Promise<T>): Promise<T> {
     const step = this.find(name);
+    if (this.resume && Object.hasOwn(this.resume.results, name)) {
+      const result = this.resume.results[name];
+      step.status = 'skipped';
+      step.detail = `reused from ${this.resume.from}`;
+      step.reusedFrom = this.resume.from;
+      step.result = result;
+      return (result === null ? undefined : result) as T;
+    }
     step.status = 'running';
     step.startedAt = new Date().toISOString();
     this.current = name;
     try {
       const result = await fn();
       step.status = 'succeeded';
+      step.result = result === undefined ? null : result;
       return result;
     } catch (err) {
       step.status = isCancellation(err) ? 'cancelled' : 'failed';

@@ -150,6 +150,7 @@ export function clusterRoutes(deps: ApiDeps) {
       runId = started;
     }
     await deps.store.setOperationRun(operationId, runId);
+    await deps.store.setOperationInput(operationId, input);
     // Just started: the store's view is exact, no need to ask Temporal.
     const view = storedView(deps, { ...operation, runId });
     c.header('Location', view.links.self);
@@ -611,13 +612,15 @@ export async function startClusterOperation(
   steps: readonly string[],
   args: (operationId: string) => unknown[],
   stateWhileRunning?: ClusterState,
+  retryOf: string | null = null,
 ): Promise<ReturnType<typeof storedView>> {
   const operationId = newOperationId();
+  const workflowArgs = args(operationId);
   const operation = newClusterOperation({ id: operationId, kind, clusterId: cluster.id, steps, startedAt: new Date().toISOString() });
   if (!(await deps.store.startOperation(operation, cluster.id))) throw new Problem(404, 'not-found', `no cluster named "${cluster.id}"`);
   let runId: string;
   try {
-    const handle = await startOperationWorkflow(deps, workflowType, operation, args(operationId));
+    const handle = await startOperationWorkflow(deps, workflowType, operation, workflowArgs);
     runId = handle.firstExecutionRunId;
   } catch (err) {
     const started = err instanceof WorkflowExecutionAlreadyStartedError ? null : await startedRunOf(deps, operation.workflowId, operationId);
@@ -634,8 +637,9 @@ export async function startClusterOperation(
     runId = started;
   }
   await deps.store.setOperationRun(operationId, runId);
+  await deps.store.setOperationInput(operationId, workflowArgs[0], retryOf);
   if (stateWhileRunning) await deps.store.updateCluster(cluster.id, { state: stateWhileRunning });
-  return storedView(deps, { ...operation, runId });
+  return storedView(deps, { ...operation, runId, ...(retryOf ? { retryOf } : {}) });
 }
 
 /**

@@ -253,7 +253,7 @@ function hashFiles(files: Record<string, string>): string {
   return `sha256:${hash.digest('hex')}`;
 }
 
-function newOperation(kind: OperationRecord['kind'], name: string, steps: readonly string[]): OperationRecord {
+export function newOperation(kind: OperationRecord['kind'], name: string, steps: readonly string[]): OperationRecord {
   return {
     id: newOperationId(),
     kind,
@@ -270,7 +270,7 @@ function newOperation(kind: OperationRecord['kind'], name: string, steps: readon
 }
 
 /** Starts an operation's workflow; when Temporal refuses, the records written for it are marked failed. */
-async function start(deps: ApiDeps, operation: OperationRecord, workflowType: string, input: unknown): Promise<void> {
+export async function start(deps: ApiDeps, operation: OperationRecord, workflowType: string, input: unknown): Promise<void> {
   try {
     const handle = await deps.temporal.withDeadline(Date.now() + 5000, () =>
       deps.temporal.workflow.start(workflowType, {
@@ -287,6 +287,7 @@ async function start(deps: ApiDeps, operation: OperationRecord, workflowType: st
       }),
     );
     await deps.store.setOperationRun(operation.id, handle.firstExecutionRunId);
+    await deps.store.setOperationInput(operation.id, input, operation.retryOf ?? null);
   } catch (err) {
     const failure = { step: 'start', type: 'Transient' as const, message: `the workflow could not be started: ${err instanceof Error ? err.message : String(err)}`, attempts: 1 };
     await deps.store.finishOperation(operation.id, { status: 'failed', steps: operation.steps, step: null, failure, finishedAt: new Date().toISOString() });

@@ -1,7 +1,9 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { WorkflowNotFoundError, type WorkflowExecutionDescription } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
-import { operationStatuses, type OperationRecord, type Progress } from '../../domain/operation.js';
+import { operationStatuses, retryableKinds, reusableResults, type OperationKind, type OperationRecord, type Progress, type Resume } from '../../domain/operation.js';
+import { startClusterOperation } from './clusters.js';
+import { newOperation, start } from './functions.js';
 import { isValidCursor } from '../../store/index.js';
 import type { ApiDeps } from '../deps.js';
 import { Problem } from '../problem.js';
@@ -44,6 +46,21 @@ const getRoute = createRoute({
   responses: {
     200: { description: 'The operation', content: { 'application/json': { schema: OperationSchema } } },
     404: problem('No such operation'),
+  },
+});
+
+const retryRoute = createRoute({
+  method: 'post',
+  path: '/v1/operations/{id}/retry',
+  tags: ['operations'],
+  summary: 'Retry a failed operation from its failed step',
+  description:
+    'Starts a new operation of the same kind on the same target with the same input; the steps the failed one completed are not run again, their recorded results are reused (they show as skipped, `reusedFrom` naming the failed operation). Refused with 409 when the operation did not fail, when its kind cannot be retried (rollouts and reconciles: start a new one), or when its cluster or function changed since (another operation ran after it).',
+  request: { params: IdParam },
+  responses: {
+    202: { description: 'The retry started', content: { 'application/json': { schema: z.object({ operation: OperationSchema }) } } },
+    404: problem('No such operation'),
+    409: problem('This operation cannot be retried now; the detail says why'),
   },
 });
 
@@ -91,6 +108,44 @@ export function operationRoutes(deps: ApiDeps) {
   app.openapi(getRoute, async (c) => {
     const { id } = c.req.valid('param');
     return c.json(await viewOperation(deps, await mustGetOperation(deps, id), { live: true }), 200);
+  });
+
+  app.openapi(retryRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const failed = await viewOperation(deps, await mustGetOperation(deps, id), { live: false });
+    const refuse = (kind: string, detail: string) => new Problem(409, kind, detail, { operation: `/v1/operations/${id}` });
+    if (failed.status !== 'failed') throw refuse('not-failed', `operation ${id} is ${failed.status}; only a failed operation can be retried`);
+    const workflowType = retryableKinds[failed.kind as OperationKind];
+    if (!workflowType) throw refuse('not-retryable', `a ${failed.kind} operation cannot be retried from a step; start a new one`);
+    const record = await deps.store.getOperation(id);
+    if (!record || record.input === undefined) throw refuse('not-retryable', `operation ${id} was recorded without its input, so it cannot be retried`);
+    const resume: Resume = { from: id, results: reusableResults(record.steps) };
+    const input = record.input as Record<string, unknown>;
+    const stepNames = record.steps.map((step) => step.name);
+    let view: OperationView;
+    if (record.target.startsWith('cluster/')) {
+      const cluster = await deps.store.getCluster(record.target.slice('cluster/'.length));
+      if (!cluster) throw refuse('changed-since', `the cluster of operation ${id} no longer exists`);
+      if (cluster.lastOperationId !== id) throw refuse('changed-since', `cluster "${cluster.id}" changed since: operation ${cluster.lastOperationId ?? '(unknown)'} ran after ${id}`);
+      const state = failed.kind === 'cluster.create' ? 'provisioning' : failed.kind === 'cluster.update' && input.kubernetesVersion !== undefined ? 'updating' : undefined;
+      view = await startClusterOperation(deps, cluster, record.kind, workflowType, stepNames, (operationId) => [{ ...input, operationId, resume }], state, id);
+    } else if (record.target.startsWith('function/')) {
+      const name = record.target.slice('function/'.length);
+      const fn = await deps.store.getFunction(name);
+      if (!fn) throw refuse('changed-since', `function "${name}" no longer exists`);
+      if (fn.lastOperationId !== id) throw refuse('changed-since', `function "${name}" changed since: operation ${fn.lastOperationId ?? '(unknown)'} ran after ${id}`);
+      const operation = { ...newOperation(record.kind, name, stepNames), retryOf: id };
+      const state = record.kind === 'function.delete' ? 'deleting' : 'deploying';
+      if (!(await deps.store.saveFunction({ ...fn, state, updatedAt: new Date().toISOString() }, operation, { lastOperationId: id }))) {
+        throw refuse('changed-since', `function "${name}" changed meanwhile; try again`);
+      }
+      await start(deps, operation, workflowType, { ...input, operationId: operation.id, resume });
+      view = storedView(deps, (await deps.store.getOperation(operation.id)) ?? operation);
+    } else {
+      throw refuse('not-retryable', `operations on ${record.target} cannot be retried`);
+    }
+    c.header('Location', view.links.self);
+    return c.json({ operation: view }, 202);
   });
 
   app.openapi(historyRoute, async (c) => {
@@ -166,11 +221,21 @@ export async function viewOperation(deps: ApiDeps, operation: OperationRecord, {
 export function storedView(deps: ApiDeps, operation: OperationRecord): OperationView {
   return {
     ...operation,
+    ...(operation.input !== undefined ? { input: redact(operation.input) } : {}),
     links: {
       self: `/v1/operations/${operation.id}`,
       ...(deps.config.TEMPORAL_UI_URL ? { temporalUI: temporalUiLink(deps, operation) } : {}),
     },
   };
+}
+
+/** A copy with every field named like a secret replaced (inputs hold none by design; this is the second line of defence). */
+export function redact(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redact);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, /token|password|secret|kubeconfig|credential/i.test(key) ? '[redacted]' : redact(inner)]));
+  }
+  return value;
 }
 
 /**
