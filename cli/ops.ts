@@ -1,7 +1,8 @@
 // kumo ops: list, show, watch and cancel operations; `followOperation` is what every --wait runs.
 import { ApiError, exitCodes, seg } from './client.js';
-import { integer, str, usage, type Context, type Flags, type Group } from './command.js';
+import { integer, str, usage, type Context, type Flags, type Group, waitOption } from './command.js';
 import { durationBetween, fields, formatDuration, json, ProgressLine, relativeTime, table, timestamp } from './output.js';
+import { replayCommand } from './replay.js';
 
 export interface Step {
   name: string;
@@ -292,6 +293,18 @@ export const opsGroup: Group = {
         return exitCodes.ok;
       },
     },
+    {
+      name: 'retry',
+      args: ['<id>'],
+      summary: 'retry a failed operation from its failed step (completed steps are reused, not run again)',
+      options: waitOption,
+      examples: ['kumo ops retry op-mfx2k1a9c3d4e5f6 --wait'],
+      async run(ctx, [id], flags) {
+        const { body } = await ctx.client.request<{ operation: Operation }>('POST', `/v1/operations/${seg(id!)}/retry`);
+        return afterStart(ctx, body, body.operation, flags, `retry of ${id!}`);
+      },
+    },
+    replayCommand,
   ],
 };
 
