@@ -5,6 +5,7 @@ import type { ApiDeps } from './deps.js';
 import { renderDocs } from './docs.js';
 import { fieldErrors, Problem, problemResponse, type FieldError } from './problem.js';
 import { audit, authenticate } from './auth.js';
+import { apiLog, apiMetrics } from './metrics.js';
 import { accessRoutes } from './routes/access.js';
 import { addonRoutes } from './routes/addons.js';
 import { functionRoutes } from './routes/functions.js';
@@ -34,6 +35,10 @@ export function createApp(deps: ApiDeps) {
       return undefined;
     },
   });
+
+  const metrics = apiMetrics(deps);
+  app.use('*', metrics.middleware);
+  app.get('/metrics', metrics.handler);
 
   app.use('/v1/*', async (c, next) => {
     if (c.req.method === 'POST' || c.req.method === 'PUT' || c.req.method === 'PATCH') {
@@ -96,7 +101,7 @@ export function createApp(deps: ApiDeps) {
       const errors = status === 400 ? [{ field: '(root)', in: 'body' as const, message: detail }] : undefined;
       return problemResponse(c, status, status === 400 ? 'invalid-request' : 'http-error', detail, errors ? { errors } : {});
     }
-    console.error(JSON.stringify({ level: 'error', msg: 'unhandled API error', path: c.req.path, error: err instanceof Error ? err.stack : String(err) }));
+    apiLog().error({ path: c.req.path, err }, 'unhandled API error');
     return problemResponse(c, 500, 'internal', 'an unexpected error occurred; it has been logged');
   });
 

@@ -92,7 +92,7 @@ export function audit(store: Store): MiddlewareHandler {
 }
 
 /** The operation an answer started: from its Location header or its body. */
-async function operationIdOf(response: Response): Promise<string | null> {
+export async function operationIdOf(response: Response): Promise<string | null> {
   const location = /\/v1\/operations\/([^/?#]+)/.exec(response.headers.get('location') ?? '');
   if (location?.[1]) return location[1];
   if (!(response.headers.get('content-type') ?? '').includes('json')) return null;

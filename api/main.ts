@@ -5,7 +5,10 @@ import { Store } from '../store/index.js';
 import { ensureSearchAttributes } from '../workers/temporal.js';
 import { ensureAdminToken } from './auth.js';
 import { createApp } from './app.js';
+import { apiLog } from './metrics.js';
 import { ensureAddonReconcileSchedule } from './routes/addons.js';
+
+const log = apiLog();
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
@@ -15,16 +18,18 @@ async function main(): Promise<void> {
   const connection = Connection.lazy({ address });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   const bootstrap = await ensureAdminToken(store, config);
-  if (bootstrap.created) console.log(`no token existed: created the admin token "admin"${bootstrap.file ? ` (its secret is in ${bootstrap.file})` : ' (from KUMO_ADMIN_TOKEN)'}`);
+  if (bootstrap.created) {
+    log.info({ file: bootstrap.file }, `no token existed: created the admin token "admin"${bootstrap.file ? ` (its secret is in ${bootstrap.file})` : ' (from KUMO_ADMIN_TOKEN)'}`);
+  }
   const app = createApp({ store, temporal, config });
   // Workflows the API starts carry Kumo's search attributes, which Temporal
   // refuses until they are registered. Register them as soon as Temporal
   // answers, without holding up start-up (readyz tells whether Temporal is there).
   registerSearchAttributes(connection, config.TEMPORAL_NAMESPACE)
     .then(() => ensureAddonReconcileSchedule(temporal, config))
-    .catch((err) => console.error('add-on reconcile schedule:', err instanceof Error ? err.message : err));
+    .catch((err) => log.error({ err }, `add-on reconcile schedule: ${err instanceof Error ? err.message : String(err)}`));
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
-    console.log(`kumo api listening on http://${config.HOST}:${info.port}`);
+    log.info({ host: config.HOST, port: info.port }, `kumo api listening on http://${config.HOST}:${info.port}`);
   });
   const stop = () => {
     server.close(() => {
@@ -50,6 +55,7 @@ async function registerSearchAttributes(connection: Connection, namespace: strin
 
 main().catch((err) => {
   // A configuration mistake is the user's to fix: say what, without a stack trace.
-  console.error(err instanceof ConfigError ? err.message : err);
+  if (err instanceof ConfigError) log.fatal(err.message);
+  else log.fatal({ err }, `the API could not start: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 });

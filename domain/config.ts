@@ -83,6 +83,10 @@ export const ConfigSchema = z.object({
   KUMO_FUNCTION_READY_TIMEOUT_S: positiveInt(120),
   /** The first admin token's secret, used only when no token exists yet (else one is generated into KUMO_DATA_DIR/admin-token). */
   KUMO_ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  /** Level of the JSON logs (trace, debug, info, warn, error, fatal, silent). */
+  KUMO_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** Where the worker serves the Temporal SDK's Prometheus metrics (IP:port); off when unset. */
+  KUMO_WORKER_METRICS_ADDRESS: z.string().regex(/^[0-9.]+:\d+$|^\[[0-9a-fA-F:]+\]:\d+$/, 'must be IP:port, e.g. 127.0.0.1:9464').optional(),
   /** Folder for the embedded stack's files (databases, logs, simulator state). */
   KUMO_DATA_DIR: z.string().min(1).default('.data'),
 });

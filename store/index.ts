@@ -319,6 +319,15 @@ export class Store {
     return { items, nextCursor: rows.length > filter.limit && last ? encodeCursor(last) : null };
   }
 
+  /** How many operations there are by kind, status and failure type: one GROUP BY, for metrics. */
+  async operationCounts(): Promise<Array<{ kind: string; status: string; failureType: string | null; count: number }>> {
+    const type = this.db.dialect === 'postgres' ? `(failure::json->>'type')` : `json_extract(failure, '$.type')`;
+    const rows = await this.db.all<{ kind: string; status: string; failure_type: string | null; n: number | string }>(
+      `SELECT kind, status, ${type} AS failure_type, COUNT(*) AS n FROM operations GROUP BY kind, status, ${type}`,
+    );
+    return rows.map((row) => ({ kind: row.kind, status: row.status, failureType: row.failure_type, count: Number(row.n) }));
+  }
+
   /** Progress of the running step in words ("3/5 nodes active"), written by long waits. */
   async setOperationDetail(id: string, detail: string): Promise<void> {
     await this.db.run('UPDATE operations SET detail = $1 WHERE id = $2', [detail, id]);

@@ -201,6 +201,7 @@ describe('loadConfig', () => {
       KUMO_FUNCTIONS_NAMESPACE: 'functions',
       KUMO_BUILD_CACHE_DIR: '.data/build-cache',
       KUMO_FUNCTION_READY_TIMEOUT_S: 120,
+      KUMO_LOG_LEVEL: 'info',
       KUMO_DATA_DIR: '.data',
     });
   });
