@@ -1,7 +1,7 @@
 import { parseAllDocuments } from 'yaml';
 import { matchesSelector, type AddonRecord, type AddonState, type CatalogAddon } from '../domain/addon.js';
 import { ProviderError } from '../domain/errors.js';
-import type { OperationFailure, OperationKind, OperationRecord, OperationStatus, StepRecord } from '../domain/operation.js';
+import { newOperation, type OperationFailure, type OperationKind, type OperationStatus, type StepRecord } from '../domain/operation.js';
 import type { Helm, HelmRevision } from '../providers/helm.js';
 import type { Kube, WorkloadKind, WorkloadStatus } from '../providers/kube.js';
 import type { AddonCatalog } from '../store/catalog.js';
@@ -118,33 +118,13 @@ export const createAddonActivities = ({ store, catalog, helmFor, kubeFor, chartR
   return classified({
     /** Records an operation a workflow starts itself; a retry finds it recorded. */
     async openOperation(input: OpenOperationInput): Promise<void> {
-      const operation: OperationRecord = {
-        id: input.id,
-        kind: input.kind,
-        target: input.target,
-        status: 'running',
-        step: null,
-        steps: input.steps.map((name) => ({ name, status: 'pending' as const })),
-        startedAt: input.startedAt,
-        finishedAt: null,
-        failure: null,
-        workflowId: input.workflowId,
-        runId: input.runId,
-      };
-      await store.openOperation(operation, input.clusterId);
+      await store.openOperation(newOperation(input), input.clusterId);
     },
 
     /** Records how an add-on operation ended, and what it produced. */
     async closeOperation(input: { operationId: string; status: OperationStatus; steps: StepRecord[]; failure: OperationFailure | null; result?: unknown }): Promise<void> {
-      const current = input.steps.find((step) => step.status === 'running' || step.status === 'failed' || step.status === 'cancelled');
       if (input.result !== undefined) await store.setOperationResult(input.operationId, input.result);
-      await store.finishOperation(input.operationId, {
-        status: input.status,
-        steps: input.steps,
-        step: current?.name ?? null,
-        failure: input.failure,
-        finishedAt: input.status === 'running' ? null : new Date().toISOString(),
-      });
+      await store.closeOperation(input.operationId, input);
     },
 
     /** Progress of a long operation in words, and its live result so far. */

@@ -539,14 +539,7 @@ export const createClusterActivities = ({ rancher, store, kubeFor, pollIntervalM
 
     /** Writes an operation's outcome and the cluster's resulting state to the store. */
     async finishOperation(input: FinishOperationInput): Promise<void> {
-      const current = input.steps.find((step) => step.status === 'running' || step.status === 'failed' || step.status === 'cancelled');
-      await store.finishOperation(input.operationId, {
-        status: input.status,
-        steps: input.steps,
-        step: current?.name ?? null,
-        failure: input.failure,
-        finishedAt: input.status === 'running' ? null : new Date().toISOString(),
-      });
+      await store.closeOperation(input.operationId, input);
       if (input.clusterState === 'removed') await store.deleteCluster(input.clusterId, input.operationId);
       else if (input.clusterState !== null || input.nodePools) {
         await store.updateCluster(input.clusterId, {

@@ -1,6 +1,5 @@
 // The `kumo` command line: global flags, dispatch to a group's command, help, and exit codes.
-import { readFileSync, realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { auditGroup, tokensGroup } from './access.js';
 import { addonsGroup } from './addons.js';
@@ -10,6 +9,7 @@ import { type Command, type Context, type Flags, type Group, type OptionSpec } f
 import { functionsGroup } from './functions.js';
 import { opsGroup } from './ops.js';
 import { Painter } from './output.js';
+import { isMainModule } from '../scripts/tools.js';
 
 export const groups: Group[] = [clustersGroup, addonsGroup, functionsGroup, opsGroup, tokensGroup, auditGroup];
 
@@ -245,12 +245,5 @@ export async function main(argv: string[], io: Io = { env: process.env, stdout: 
 }
 
 /** Run directly (`node --import tsx cli/main.ts …`); bin/kumo.mjs imports and calls main instead. */
-function isEntry(): boolean {
-  try {
-    return !!process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
-  } catch {
-    return false;
-  }
-}
 
-if (isEntry()) process.exitCode = await main(process.argv.slice(2));
+if (isMainModule(import.meta.url)) process.exitCode = await main(process.argv.slice(2));

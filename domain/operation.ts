@@ -125,6 +125,23 @@ export const searchAttributes = {
   target: 'KumoTarget',
 } as const;
 
+/** A new running operation, every step pending. */
+export function newOperation(input: { id: string; kind: OperationKind; target: string; steps: readonly string[]; startedAt: string; workflowId: string; runId?: string | null }): OperationRecord {
+  return {
+    id: input.id,
+    kind: input.kind,
+    target: input.target,
+    status: 'running',
+    step: null,
+    steps: input.steps.map((name) => ({ name, status: 'pending' as const })),
+    startedAt: input.startedAt,
+    finishedAt: null,
+    failure: null,
+    workflowId: input.workflowId,
+    runId: input.runId ?? null,
+  };
+}
+
 /**
  * A new running operation on a cluster, every step pending.
  * @example const op = newClusterOperation({ id, kind: 'cluster.scale', clusterId: 'prod', steps: scaleUpSteps, startedAt });
@@ -138,17 +155,5 @@ export function newClusterOperation(input: {
   workflowId?: string;
   runId?: string | null;
 }): OperationRecord {
-  return {
-    id: input.id,
-    kind: input.kind,
-    target: `cluster/${input.clusterId}`,
-    status: 'running',
-    step: null,
-    steps: input.steps.map((name) => ({ name, status: 'pending' as const })),
-    startedAt: input.startedAt,
-    finishedAt: null,
-    failure: null,
-    workflowId: input.workflowId ?? clusterMutationWorkflowId(input.clusterId),
-    runId: input.runId ?? null,
-  };
+  return newOperation({ ...input, target: `cluster/${input.clusterId}`, workflowId: input.workflowId ?? clusterMutationWorkflowId(input.clusterId) });
 }

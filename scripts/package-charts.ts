@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compareSemver } from '../domain/addon.js';
+import { compareSemver, type AddonVersion, type CatalogAddon as DomainCatalogAddon } from '../domain/addon.js';
 import { helmBinary, projectRoot } from './tools.js';
 
 /**
@@ -17,24 +17,10 @@ import { helmBinary, projectRoot } from './tools.js';
  */
 
 /** One published release of an add-on: the chart's version and the application's. */
-export interface CatalogVersion {
-  version: string;
-  appVersion: string;
-}
+export type CatalogVersion = AddonVersion;
 
-/** One add-on of the catalog. */
-export interface CatalogAddon {
-  name: string;
-  /** The chart's source folder under charts/ (and the chart's name in the repository). */
-  chart: string;
-  title: string;
-  description: string;
-  /** The namespace and release name the add-on is installed as. */
-  namespace: string;
-  release: string;
-  /** Ascending by semver; the last one is the newest. */
-  versions: CatalogVersion[];
-}
+/** One add-on of catalog.json (the values schema is read from its chart). */
+export type CatalogAddon = Omit<DomainCatalogAddon, 'valuesSchema'>;
 
 export interface Catalog {
   addons: CatalogAddon[];

@@ -23,10 +23,10 @@
 // ("HistoryEvent(id: 12, ...)"); when it does not, the run is replayed again cut short at each
 // workflow task (a bisection) to find the task whose commands no longer match, and within it the
 // event the message names (e.g. the scheduled activity 'createNodePools'), else its first command event.
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { isMainModule } from './tools.js';
 import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import type { temporal } from '@temporalio/proto';
 import type { Worker, WorkflowBundleWithSourceMap } from '@temporalio/worker';
@@ -497,12 +497,5 @@ export async function main(argv: string[], env: Record<string, string | undefine
   }
 }
 
-function isEntry(): boolean {
-  try {
-    return !!process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
-  } catch {
-    return false;
-  }
-}
 
-if (isEntry()) process.exitCode = await main(process.argv.slice(2));
+if (isMainModule(import.meta.url)) process.exitCode = await main(process.argv.slice(2));

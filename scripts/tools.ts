@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /** The project's root folder. */
 export const projectRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -47,4 +47,13 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** Whether the module at `moduleUrl` is the script node was asked to run (not an import). */
+export function isMainModule(moduleUrl: string): boolean {
+  try {
+    return !!process.argv[1] && moduleUrl === pathToFileURL(realpathSync(process.argv[1])).href;
+  } catch {
+    return false;
+  }
 }

@@ -585,6 +585,21 @@ export class Store {
     ]);
   }
 
+  /**
+   * Records an operation's outcome from its steps: the step shown is the one
+   * running, failed or cancelled; the end time is now unless it still runs.
+   */
+  async closeOperation(id: string, outcome: { status: OperationStatus; steps: StepRecord[]; failure: OperationFailure | null }): Promise<void> {
+    const current = outcome.steps.find((step) => step.status === 'running' || step.status === 'failed' || step.status === 'cancelled');
+    await this.finishOperation(id, {
+      status: outcome.status,
+      steps: outcome.steps,
+      step: current?.name ?? null,
+      failure: outcome.failure,
+      finishedAt: outcome.status === 'running' ? null : new Date().toISOString(),
+    });
+  }
+
   private async insertCluster(db: Db, cluster: ClusterRecord): Promise<void> {
     await db.run(
       `INSERT INTO clusters (id, name, kubernetes_version, description, labels, state, rancher_id, rancher_state, api_endpoint,

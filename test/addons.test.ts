@@ -145,7 +145,7 @@ describe('add-ons', () => {
       const list = (await stack.api('/v1/operations?kind=addon.reconcile')).body.items;
       const done = list.find((op: any) => op.status === 'succeeded' && op.result?.repairs?.some((r: any) => r.clusterId === 'ad-one'));
       return done;
-    }, { timeoutMs: 60_000 });
+    }, { timeoutMs: 120_000 });
     const repair = reconcile.result.repairs.find((r: any) => r.clusterId === 'ad-one');
     assert.equal(repair.problem, 'stopped');
     assert.equal(repair.action, 'reapply');
@@ -206,7 +206,7 @@ describe('add-ons', () => {
       const live = await waitFor('per-cluster progress while it runs', async () => {
         const view = (await stack.api(`/v1/addons/logging/rollouts/${id}`)).body;
         return view.report?.clusters?.some((c: any) => c.status === 'upgraded') ? view : undefined;
-      }, { timeoutMs: 60_000 });
+      }, { timeoutMs: 120_000 });
       assert.equal(live.report.clusters.length, 20);
 
       const done = await waitForOperation(stack, id, 240_000);
@@ -251,7 +251,7 @@ describe('add-ons', () => {
     await waitFor('a cluster upgrade under way', async () => {
       const report = (await stack.api(`/v1/addons/logging/rollouts/${id}`)).body.report;
       return report?.clusters?.some((c: any) => c.status === 'upgrading' && c.wave === 2) ? true : undefined;
-    }, { timeoutMs: 60_000, intervalMs: 50 });
+    }, { timeoutMs: 120_000, intervalMs: 50 });
     await stack.killWorker();
     await new Promise((done) => setTimeout(done, 500));
     await stack.startWorker();
@@ -269,7 +269,7 @@ describe('add-ons', () => {
     // Abort: a running rollout stops, leaving clusters where they are.
     const next = await stack.api('/v1/addons/logging/rollouts', { body: { version: '2.0.0', selector: { clusters: fleet.slice(16) }, waves: [1, '100%'], healthGate: { soakSeconds: 30, timeoutSeconds: 30 } } });
     assert.equal(next.status, 202);
-    await waitFor('the canary upgraded', async () => ((await stack.api(`/v1/addons/logging/rollouts/${next.body.id}`)).body.report?.clusters?.some((c: any) => c.status === 'upgraded') ? true : undefined), { timeoutMs: 60_000 });
+    await waitFor('the canary upgraded', async () => ((await stack.api(`/v1/addons/logging/rollouts/${next.body.id}`)).body.report?.clusters?.some((c: any) => c.status === 'upgraded') ? true : undefined), { timeoutMs: 180_000 });
     assert.equal((await stack.api(`/v1/addons/logging/rollouts/${next.body.id}/abort`, { method: 'POST', body: { reason: 'test' } })).status, 202);
     const aborted = await waitForOperation(stack, next.body.id, 60_000);
     assert.equal(aborted.status, 'cancelled');

@@ -412,26 +412,14 @@ export async function rolloutAddon(input: RolloutAddonInput): Promise<RolloutRep
     run: { operationId: string; version: string; values: Record<string, unknown>; mode: AddonMode; rollbackOnFailure: boolean; toRevision?: number; failedRevision?: number; kind: OperationKind },
   ): Promise<ApplyAddonResult> {
     const { kind, ...rest } = run;
-    return executeChild(applyAddon, {
-      workflowId: clusterMutationWorkflowId(target.clusterId),
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      parentClosePolicy: ParentClosePolicy.ABANDON,
-      searchAttributes: {
-        [searchAttributes.operationId]: [run.operationId],
-        [searchAttributes.kind]: [kind],
-        [searchAttributes.target]: [`cluster/${target.clusterId}`],
-      },
-      args: [
-        {
-          ...rest,
-          clusterId: target.clusterId,
-          rancherId: target.rancherId,
-          addon: input.addon,
-          healthTimeoutSeconds: input.healthGate.timeoutSeconds,
-          pollSeconds: input.pollSeconds,
-          open: { kind, startedAt: new Date().toISOString() },
-        },
-      ],
+    return applyAddonOnCluster({
+      ...rest,
+      clusterId: target.clusterId,
+      rancherId: target.rancherId,
+      addon: input.addon,
+      healthTimeoutSeconds: input.healthGate.timeoutSeconds,
+      pollSeconds: input.pollSeconds,
+      open: { kind, startedAt: new Date().toISOString() },
     });
   }
 }
@@ -516,30 +504,18 @@ export async function reconcileAddons(input: ReconcileAddonsInput): Promise<Reco
         repair.action = problem === 'unhealthy' ? 'restart' : 'reapply';
         repair.operationId = newOperationId();
         try {
-          await executeChild(applyAddon, {
-            workflowId: clusterMutationWorkflowId(addon.clusterId),
-            workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-            parentClosePolicy: ParentClosePolicy.ABANDON,
-            searchAttributes: {
-              [searchAttributes.operationId]: [repair.operationId],
-              [searchAttributes.kind]: ['addon.repair'],
-              [searchAttributes.target]: [`cluster/${addon.clusterId}`],
-            },
-            args: [
-              {
-                operationId: repair.operationId,
-                clusterId: addon.clusterId,
-                rancherId: addon.rancherId,
-                addon: addon.name,
-                version: addon.version,
-                values: addon.values,
-                mode: repair.action === 'restart' ? 'restart' : 'apply',
-                rollbackOnFailure: false,
-                healthTimeoutSeconds: input.healthTimeoutSeconds,
-                pollSeconds: input.pollSeconds,
-                open: { kind: 'addon.repair', startedAt: new Date().toISOString() },
-              },
-            ],
+          await applyAddonOnCluster({
+            operationId: repair.operationId,
+            clusterId: addon.clusterId,
+            rancherId: addon.rancherId,
+            addon: addon.name,
+            version: addon.version,
+            values: addon.values,
+            mode: repair.action === 'restart' ? 'restart' : 'apply',
+            rollbackOnFailure: false,
+            healthTimeoutSeconds: input.healthTimeoutSeconds,
+            pollSeconds: input.pollSeconds,
+            open: { kind: 'addon.repair', startedAt: new Date().toISOString() },
           });
           repair.outcome = 'repaired';
         } catch (err) {
@@ -565,6 +541,25 @@ export async function reconcileAddons(input: ReconcileAddonsInput): Promise<Reco
 }
 
 // ---------------------------------------------------------------------------
+
+/**
+ * Runs applyAddon as a child workflow under the cluster's mutation id, so it
+ * interleaves with no other change to that cluster (a busy cluster refuses it
+ * with WorkflowExecutionAlreadyStartedError). The child records its own operation.
+ */
+function applyAddonOnCluster(args: ApplyAddonInput & { open: NonNullable<ApplyAddonInput['open']> }): Promise<ApplyAddonResult> {
+  return executeChild(applyAddon, {
+    workflowId: clusterMutationWorkflowId(args.clusterId),
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    parentClosePolicy: ParentClosePolicy.ABANDON,
+    searchAttributes: {
+      [searchAttributes.operationId]: [args.operationId],
+      [searchAttributes.kind]: [args.open.kind],
+      [searchAttributes.target]: [`cluster/${args.clusterId}`],
+    },
+    args: [args],
+  });
+}
 
 /**
  * Runs `work` over `items`, at most `limit` at once, starting the next only while

@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { OpenAPIHono, z } from '@hono/zod-openapi';
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import {
   addonReconcileScheduleId,
@@ -13,12 +13,12 @@ import {
   type RolloutReport,
 } from '../../domain/addon.js';
 import type { Config } from '../../domain/config.js';
-import { searchAttributes, type OperationRecord } from '../../domain/operation.js';
+import { newOperation as newOperationRecord, searchAttributes, type OperationRecord } from '../../domain/operation.js';
 import { AddonCatalog } from '../../store/catalog.js';
 import { abortRolloutSignal, addonSteps, pauseRolloutSignal, reconcileSteps, removeAddonSteps, resumeRolloutSignal, rolloutProgressQuery, rolloutSteps, type ReconcileAddonsInput, type RolloutAddonInput } from '../../workflows/addon.js';
 import type { ApiDeps } from '../deps.js';
 import { Problem } from '../problem.js';
-import { OperationSchema, problem, problemResponses } from '../schemas.js';
+import { apiRoute, OperationSchema, problem, problemResponses } from '../schemas.js';
 import { accepted, activeCluster, mustGetCluster, newOperationId, startClusterOperation, startFinishingFirst } from './clusters.js';
 import { storedView } from './operations.js';
 
@@ -65,7 +65,7 @@ const RolloutSchema = z
   })
   .openapi('Rollout');
 
-const listCatalog = createRoute({
+const listCatalog = apiRoute({
   method: 'get',
   path: '/v1/addons',
   tags: ['add-ons'],
@@ -73,7 +73,7 @@ const listCatalog = createRoute({
   responses: { 200: { description: 'The catalog', content: { 'application/json': { schema: z.object({ items: z.array(CatalogAddonSchema) }) } } } },
 });
 
-const getCatalogAddon = createRoute({
+const getCatalogAddon = apiRoute({
   method: 'get',
   path: '/v1/addons/{name}',
   tags: ['add-ons'],
@@ -82,7 +82,7 @@ const getCatalogAddon = createRoute({
   responses: { 200: { description: 'The add-on', content: { 'application/json': { schema: CatalogAddonSchema } } }, 404: problem('No such add-on') },
 });
 
-const listClusterAddons = createRoute({
+const listClusterAddons = apiRoute({
   method: 'get',
   path: '/v1/clusters/{id}/addons',
   tags: ['add-ons'],
@@ -91,7 +91,7 @@ const listClusterAddons = createRoute({
   responses: { 200: { description: 'The add-ons', content: { 'application/json': { schema: z.object({ items: z.array(AddonSchema) }) } } }, 404: problem('No such cluster') },
 });
 
-const getClusterAddon = createRoute({
+const getClusterAddon = apiRoute({
   method: 'get',
   path: '/v1/clusters/{id}/addons/{name}',
   tags: ['add-ons'],
@@ -100,7 +100,7 @@ const getClusterAddon = createRoute({
   responses: { 200: { description: 'The add-on', content: { 'application/json': { schema: AddonSchema } } }, 404: problem('No such cluster, or the add-on is not enabled on it') },
 });
 
-const putClusterAddon = createRoute({
+const putClusterAddon = apiRoute({
   method: 'put',
   path: '/v1/clusters/{id}/addons/{name}',
   tags: ['add-ons'],
@@ -114,10 +114,11 @@ const putClusterAddon = createRoute({
     404: problem('No such cluster, add-on or version'),
     409: problem('Another operation runs on the cluster, or it is not active'),
     ...problemResponses,
+    503: problem('Temporal cannot be reached; nothing was started'),
   },
 });
 
-const deleteClusterAddon = createRoute({
+const deleteClusterAddon = apiRoute({
   method: 'delete',
   path: '/v1/clusters/{id}/addons/{name}',
   tags: ['add-ons'],
@@ -126,11 +127,12 @@ const deleteClusterAddon = createRoute({
   responses: {
     202: { description: 'Operation started', content: { 'application/json': { schema: z.object({ operation: OperationSchema }) } } },
     404: problem('No such cluster, or the add-on is not enabled on it'),
-    409: problem('Another operation runs on the cluster'),
+    409: problem('Another operation runs on the cluster, or it is not active'),
+    503: problem('Temporal cannot be reached; nothing was started'),
   },
 });
 
-const startRollout = createRoute({
+const startRollout = apiRoute({
   method: 'post',
   path: '/v1/addons/{name}/rollouts',
   tags: ['add-ons'],
@@ -146,10 +148,11 @@ const startRollout = createRoute({
     404: problem('No such add-on or version'),
     409: problem('A rollout of this add-on is running'),
     ...problemResponses,
+    503: problem('Temporal cannot be reached; nothing was started'),
   },
 });
 
-const listRollouts = createRoute({
+const listRollouts = apiRoute({
   method: 'get',
   path: '/v1/addons/{name}/rollouts',
   tags: ['add-ons'],
@@ -158,7 +161,7 @@ const listRollouts = createRoute({
   responses: { 200: { description: 'Rollouts', content: { 'application/json': { schema: z.object({ items: z.array(RolloutSchema) }) } } }, 404: problem('No such add-on') },
 });
 
-const getRollout = createRoute({
+const getRollout = apiRoute({
   method: 'get',
   path: '/v1/addons/{name}/rollouts/{rollout}',
   tags: ['add-ons'],
@@ -167,7 +170,7 @@ const getRollout = createRoute({
   responses: { 200: { description: 'The rollout', content: { 'application/json': { schema: RolloutSchema } } }, 404: problem('No such rollout') },
 });
 
-const controlRollout = createRoute({
+const controlRollout = apiRoute({
   method: 'post',
   path: '/v1/addons/{name}/rollouts/{rollout}/{action}',
   tags: ['add-ons'],
@@ -182,13 +185,17 @@ const controlRollout = createRoute({
   },
 });
 
-const runReconcile = createRoute({
+const runReconcile = apiRoute({
   method: 'post',
   path: '/v1/addons/reconcile',
   tags: ['add-ons'],
   summary: 'Run the add-on reconcile now (it also runs on a Temporal Schedule)',
   description: 'Checks every managed add-on and repairs what is stopped, missing, not deployed or at a revision Kumo did not make. The report is the operation\'s `result`.',
-  responses: { 202: { description: 'Reconcile started', content: { 'application/json': { schema: z.object({ operation: OperationSchema }) } } }, ...problemResponses },
+  responses: {
+    202: { description: 'Reconcile started', content: { 'application/json': { schema: z.object({ operation: OperationSchema }) } } },
+    ...problemResponses,
+    503: problem('Temporal cannot be reached; nothing was started'),
+  },
 });
 
 /** The add-on catalog, a cluster's add-ons, fleet rollouts and the reconcile. */
@@ -431,19 +438,7 @@ export async function ensureAddonReconcileSchedule(temporal: Client, config: Con
 }
 
 function newOperation(kind: OperationRecord['kind'], target: string, workflowId: string, steps: readonly string[]): OperationRecord {
-  return {
-    id: newOperationId(),
-    kind,
-    target,
-    status: 'running',
-    step: null,
-    steps: steps.map((name) => ({ name, status: 'pending' as const })),
-    startedAt: new Date().toISOString(),
-    finishedAt: null,
-    failure: null,
-    workflowId,
-    runId: null,
-  };
+  return newOperationRecord({ id: newOperationId(), kind, target, steps, startedAt: new Date().toISOString(), workflowId });
 }
 
 function tags(operation: OperationRecord) {

@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
-import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { OpenAPIHono, z } from '@hono/zod-openapi';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { functionStates, functionWorkflowId, FunctionSpecSchema, maxSourceBytes, type FunctionRecord, type FunctionSpec } from '../../domain/function.js';
-import { searchAttributes, type OperationRecord } from '../../domain/operation.js';
+import { newOperation as newOperationRecord, searchAttributes, type OperationRecord } from '../../domain/operation.js';
 import { filesOfTarball, TarballError } from '../../domain/tarball.js';
 import { deleteFunctionSteps, deployFunctionSteps, type DeleteFunctionInput, type DeployFunctionInput } from '../../workflows/function.js';
 import type { ApiDeps } from '../deps.js';
 import { Problem } from '../problem.js';
-import { OperationSchema, problem, problemResponses } from '../schemas.js';
+import { apiRoute, OperationSchema, problem, problemResponses } from '../schemas.js';
 import { newOperationId } from './clusters.js';
 import { storedView } from './operations.js';
 
@@ -50,9 +50,11 @@ const exampleSpec = {
   timeoutSeconds: 30,
 };
 
+const temporalDown = problem('Temporal cannot be reached; nothing was started');
+
 const accepted202 = { description: 'Deploy started', content: { 'application/json': { schema: z.object({ function: FunctionSchema, operation: OperationSchema }) } } };
 
-const createRouteDef = createRoute({
+const createRouteDef = apiRoute({
   method: 'post',
   path: '/v1/functions',
   tags: ['functions'],
@@ -60,19 +62,19 @@ const createRouteDef = createRoute({
   description:
     'The handler contract is `def handle(event, context)` returning a JSON-serialisable value (see runtime/README.md). Starts a `function.deploy` operation: validate the source, build the dependency layer from requirements.txt (reused while it is unchanged), build and push the image to the registry, deploy it as a Knative Service revision and wait until it is Ready.',
   request: { body: { required: true, content: { 'application/json': { schema: FunctionSpecSchema, example: exampleSpec } } } },
-  responses: { 202: accepted202, 409: problem('A function of that name exists, or there is no functions cluster'), ...problemResponses },
+  responses: { 202: accepted202, 409: problem('A function of that name exists, or there is no functions cluster'), ...problemResponses, 503: temporalDown },
 });
 
-const putRoute = createRoute({
+const putRoute = apiRoute({
   method: 'put',
   path: '/v1/functions/{name}',
   tags: ['functions'],
   summary: 'Create or update a function (a new build and deploy)',
   request: { params: NameParam, body: { required: true, content: { 'application/json': { schema: FunctionSpecSchema, example: exampleSpec } } } },
-  responses: { 202: accepted202, 409: problem('A deploy of this function is running, or there is no functions cluster'), ...problemResponses },
+  responses: { 202: accepted202, 409: problem('A deploy of this function is running, or there is no functions cluster'), ...problemResponses, 503: temporalDown },
 });
 
-const listRoute = createRoute({
+const listRoute = apiRoute({
   method: 'get',
   path: '/v1/functions',
   tags: ['functions'],
@@ -80,7 +82,7 @@ const listRoute = createRoute({
   responses: { 200: { description: 'Functions', content: { 'application/json': { schema: z.object({ items: z.array(FunctionSchema) }) } } } },
 });
 
-const getRoute = createRoute({
+const getRoute = apiRoute({
   method: 'get',
   path: '/v1/functions/{name}',
   tags: ['functions'],
@@ -89,7 +91,7 @@ const getRoute = createRoute({
   responses: { 200: { description: 'The function', content: { 'application/json': { schema: FunctionSchema } } }, 404: problem('No such function') },
 });
 
-const deleteRouteDef = createRoute({
+const deleteRouteDef = apiRoute({
   method: 'delete',
   path: '/v1/functions/{name}',
   tags: ['functions'],
@@ -99,10 +101,16 @@ const deleteRouteDef = createRoute({
     202: { description: 'Delete started', content: { 'application/json': { schema: z.object({ operation: OperationSchema }) } } },
     404: problem('No such function'),
     409: problem('A deploy of this function is running'),
+    503: temporalDown,
   },
 });
 
-const invokeRoute = createRoute({
+/** The runtime's own error document (runtime/README.md), passed on as it answered. */
+const InvocationErrorSchema = z
+  .object({ error: z.object({ type: z.string(), message: z.string().optional() }).passthrough() })
+  .openapi('InvocationError');
+
+const invokeRoute = apiRoute({
   method: 'post',
   path: '/v1/functions/{name}/invoke',
   tags: ['functions'],
@@ -112,10 +120,15 @@ const invokeRoute = createRoute({
   request: { params: NameParam, body: { required: false, content: { 'application/json': { schema: z.unknown(), example: { name: 'kumo' } } } } },
   responses: {
     200: { description: "The handler's result", content: { 'application/json': { schema: z.object({ result: z.unknown(), invocationId: z.string(), durationMs: z.number() }) } } },
+    400: {
+      description: 'The request is invalid (a problem document), or the runtime refused the event (`InvalidEvent`)',
+      content: { ...problemResponses[400].content, 'application/json': { schema: InvocationErrorSchema } },
+    },
     404: problem('No such function'),
     409: problem('The function has no Ready revision yet'),
+    500: { description: 'The handler raised, or its result is not JSON (`HandlerError`, `ResultNotSerializable`, …)', content: { 'application/json': { schema: InvocationErrorSchema } } },
     502: problem('The function did not answer'),
-    ...problemResponses,
+    504: { description: 'The invocation ran longer than timeoutSeconds (`Timeout`)', content: { 'application/json': { schema: InvocationErrorSchema } } },
   },
 });
 
@@ -254,19 +267,7 @@ function hashFiles(files: Record<string, string>): string {
 }
 
 export function newOperation(kind: OperationRecord['kind'], name: string, steps: readonly string[]): OperationRecord {
-  return {
-    id: newOperationId(),
-    kind,
-    target: `function/${name}`,
-    status: 'running',
-    step: null,
-    steps: steps.map((step) => ({ name: step, status: 'pending' as const })),
-    startedAt: new Date().toISOString(),
-    finishedAt: null,
-    failure: null,
-    workflowId: functionWorkflowId(name),
-    runId: null,
-  };
+  return newOperationRecord({ id: newOperationId(), kind, target: `function/${name}`, steps, startedAt: new Date().toISOString(), workflowId: functionWorkflowId(name) });
 }
 
 /** Starts an operation's workflow; when Temporal refuses, the records written for it are marked failed. */
