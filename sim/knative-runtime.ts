@@ -582,7 +582,7 @@ export class KnativeRuntime {
   private readonly stoppingRunners = new Set<Runner>();
   /** The revisions each cluster's folder was last swept for, and the clusters last kept (to look at the disk only on change). */
   private readonly swept = new Map<string, string>();
-  private liveClusters: string | null = null;
+  private liveClusters: Set<string> | null = null;
   private closed = false;
   private readonly onExit = (): void => {
     for (const r of [...this.runners.values(), ...this.stoppingRunners]) r.killNow();
@@ -682,9 +682,10 @@ export class KnativeRuntime {
   /** Stops the runners of clusters not in `live` and removes those clusters' folders. */
   keepClusters(live: Set<string>): void {
     if (this.closed) return;
-    const signature = [...live].sort().join("\n");
-    if (signature === this.liveClusters) return;
-    this.liveClusters = signature;
+    // Called before every request: the same clusters as last time (compared without sorting) is nothing to do.
+    const last = this.liveClusters;
+    if (last !== null && last.size === live.size && everyIn(live, last)) return;
+    this.liveClusters = new Set(live);
     for (const id of [...this.swept.keys()]) if (!live.has(id)) this.swept.delete(id);
     for (const [key, runner] of [...this.runners]) {
       if (live.has(runner.run.clusterId)) continue;
@@ -838,4 +839,9 @@ export class KnativeRuntime {
     await Promise.all([...this.stopping]);
     process.off("exit", this.onExit);
   }
+}
+
+function everyIn(items: Set<string>, set: Set<string>): boolean {
+  for (const item of items) if (!set.has(item)) return false;
+  return true;
 }

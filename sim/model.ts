@@ -262,9 +262,29 @@ export class RancherModel {
     return objects;
   }
 
+  /**
+   * The cluster's nodes (being removed ones too), in stored order. Served from
+   * an index by cluster, rebuilt whenever the node list is replaced or grows or
+   * shrinks (nodes never move between clusters), so a fleet of thousands of
+   * clusters is not scanned once per cluster.
+   */
   nodesOfCluster(clusterId: string): StoredNode[] {
-    return this.data.nodes.filter((n) => n.clusterId === clusterId);
+    const nodes = this.data.nodes;
+    let index = this.nodeIndex;
+    if (index === null || index.nodes !== nodes || index.length !== nodes.length) {
+      const byCluster = new Map<string, StoredNode[]>();
+      for (const node of nodes) {
+        const list = byCluster.get(node.clusterId);
+        if (list === undefined) byCluster.set(node.clusterId, [node]);
+        else list.push(node);
+      }
+      index = { nodes, length: nodes.length, byCluster };
+      this.nodeIndex = index;
+    }
+    return [...(index.byCluster.get(clusterId) ?? [])];
   }
+
+  private nodeIndex: { nodes: StoredNode[]; length: number; byCluster: Map<string, StoredNode[]> } | null = null;
 
   // ---- derived state ---------------------------------------------------------
 
@@ -555,17 +575,51 @@ export class RancherModel {
    */
   reconcile(now: number): void {
     const gone = (removedTS: number | null): boolean => removedTS !== null && now >= removedTS + this.settings.nodeRemoveMs;
-    const before = this.data.clusters.length + this.data.nodePools.length + this.data.nodes.length;
-    this.data.clusters = this.data.clusters.filter((c) => !gone(c.removedTS));
-    const clusterIds = new Set(this.data.clusters.map((c) => c.id));
-    this.data.nodePools = this.data.nodePools.filter((p) => !gone(p.removedTS) && clusterIds.has(p.clusterId));
-    const poolIds = new Set(this.data.nodePools.map((p) => p.id));
-    this.data.nodes = this.data.nodes.filter((n) => !gone(n.removedTS) && poolIds.has(n.nodePoolId));
-    if (this.data.clusters.length + this.data.nodePools.length + this.data.nodes.length !== before) this.dirty = true;
+    // This runs before every request, so with a fleet of thousands of clusters it only scans for what can
+    // have changed, and replaces a list only when something goes (unchanged ones keep their identity, and
+    // the node index). New data (start, load, reset) is checked in full once.
+    const keep = <T>(list: T[], wanted: (item: T) => boolean): T[] => {
+      const kept = list.filter(wanted);
+      if (kept.length === list.length) return list;
+      this.dirty = true;
+      return kept;
+    };
+    const fresh = this.reconciled !== this.data;
+    this.reconciled = this.data;
+    const clustersBefore = this.data.clusters;
+    this.data.clusters = keep(clustersBefore, (c) => !gone(c.removedTS));
+    const clustersPurged = fresh || this.data.clusters !== clustersBefore;
+    const clusterIds = clustersPurged ? new Set(this.data.clusters.map((c) => c.id)) : null;
+    const poolsBefore = this.data.nodePools;
+    if (clusterIds !== null) this.data.nodePools = keep(poolsBefore, (p) => !gone(p.removedTS) && clusterIds.has(p.clusterId));
+    else if (poolsBefore.some((p) => gone(p.removedTS))) this.data.nodePools = keep(poolsBefore, (p) => !gone(p.removedTS));
+    // One pass over the nodes (the per-request cost at fleet scale): whether any finished removing, and how many live.
+    let nodesGone = false;
+    let live = 0;
+    const countLive = (): void => {
+      live = 0;
+      for (const node of this.data.nodes) {
+        if (node.removedTS === null) live += 1;
+        else if (gone(node.removedTS)) nodesGone = true;
+      }
+    };
+    countLive();
+    if (clustersPurged || this.data.nodePools !== poolsBefore || nodesGone) {
+      const poolIds = new Set(this.data.nodePools.map((p) => p.id));
+      this.data.nodes = keep(this.data.nodes, (n) => !gone(n.removedTS) && poolIds.has(n.nodePoolId));
+      countLive();
+    }
 
+    // Every change to a pool's nodes keeps its quantity itself (createNodePool, updateNodePool, deleteNode);
+    // pools are looked at one by one only for new data, when the live nodes do not add up to the pools'
+    // quantities, or when a pool gives up on nodes that never become ready.
+    let wanted = 0;
+    for (const pool of this.data.nodePools) if (pool.removedTS === null) wanted += pool.quantity;
+    const checkAll = fresh || live !== wanted;
     for (const pool of this.data.nodePools) {
       if (pool.removedTS !== null) continue;
       if (pool.deleteNotReadyAfterSecs > 0) this.dropNotReadyNodes(pool, now);
+      else if (!checkAll) continue;
       this.keepQuantity(pool, now);
     }
 
@@ -586,6 +640,7 @@ export class RancherModel {
     }
 
     // A purged cluster takes its Kubernetes objects and etcd snapshots with it.
+    if (clusterIds === null) return;
     for (const id of Object.keys(this.data.kube)) {
       if (!clusterIds.has(id)) {
         delete this.data.kube[id];
@@ -596,6 +651,9 @@ export class RancherModel {
     this.data.etcdBackups = this.data.etcdBackups.filter((b) => clusterIds.has(b.clusterId));
     if (this.data.etcdBackups.length !== backups) this.dirty = true;
   }
+
+  /** The data the last reconcile looked at; other data (after a reset) is checked in full. */
+  private reconciled: SimData | null = null;
 
   /**
    * Rancher's deleteNotReadyAfterSecs: a node still not ready that long after
@@ -917,5 +975,120 @@ export class RancherModel {
     }
     cluster.faults = next;
     this.dirty = true;
+  }
+
+  // ---- bulk seeding (POST /admin/seed) ---------------------------------------------------
+
+  /**
+   * Adds `clusters` clusters that are already provisioned and active, each with
+   * `pools` node pools holding `nodesPerCluster` registered, Ready nodes in all,
+   * dated far enough in the past that no boot or provisioning window is open.
+   * Skips the per-object validation, quota and id-collision scans of the /v3
+   * routes (one set of taken ids instead), so a fleet of tens of thousands of
+   * nodes is made in well under a second.
+   */
+  seed(
+    spec: { clusters: number; nodesPerCluster: number; pools: number; kubernetesVersion: string; namePrefix: string },
+    now: number,
+  ): { clusters: Array<{ id: string; name: string }>; nodes: number } {
+    const { nodesPerCluster, pools: poolCount, kubernetesVersion } = spec;
+    // Old enough for every derived window (provisioning, boot, registration) to be over.
+    const createdTS = now - 3_600_000 - this.settings.clusterProvisionMs - 2 * this.settings.nodeBootMs;
+    const provisionedTS = createdTS + Math.max(this.settings.clusterProvisionMs, this.settings.nodeBootMs);
+    const takenNames = new Set(this.data.clusters.filter((c) => c.removedTS === null).map((c) => c.name));
+    const takenIds = new Set<string>([...this.data.clusters.map((c) => c.id), ...this.data.nodePools.map((p) => p.id), ...this.data.nodes.map((n) => n.id)]);
+    const newId = (prefix: string): string => this.uniqueId(prefix, (id) => takenIds.has(id));
+    // How the cluster's nodes are spread: a control pool (etcd + control plane, up to 3 nodes) and worker pools sharing the rest; one pool runs every role.
+    const quantities: number[] = [];
+    if (poolCount === 1) quantities.push(nodesPerCluster);
+    else {
+      const control = Math.min(3, Math.max(1, nodesPerCluster - (poolCount - 1)));
+      quantities.push(control);
+      const rest = nodesPerCluster - control;
+      for (let i = 0; i < poolCount - 1; i++) quantities.push(Math.floor(rest / (poolCount - 1)) + (i < rest % (poolCount - 1) ? 1 : 0));
+    }
+    const made: Array<{ id: string; name: string }> = [];
+    let serial = this.data.clusters.length;
+    let nodeCount = 0;
+    for (let c = 0; c < spec.clusters; c++) {
+      let name = `${spec.namePrefix}${serial}`;
+      while (takenNames.has(name)) name = `${spec.namePrefix}${++serial}`;
+      serial += 1;
+      takenNames.add(name);
+      const clusterId = newId("c-");
+      takenIds.add(clusterId);
+      this.data.clusters.push({
+        id: clusterId,
+        uuid: randomUUID(),
+        name,
+        description: "seeded",
+        labels: {},
+        annotations: {},
+        kubernetesVersion,
+        createdTS,
+        removedTS: null,
+        provisionedTS,
+        faults: noClusterFaults(),
+        upgrade: null,
+        restore: null,
+      });
+      made.push({ id: clusterId, name });
+      quantities.forEach((quantity, p) => {
+        const control = poolCount > 1 && p === 0;
+        const poolName = poolCount === 1 ? "all" : control ? "control" : `workers-${p}`;
+        const poolId = newId(`${clusterId}:np-`);
+        takenIds.add(poolId);
+        const pool: StoredNodePool = {
+          id: poolId,
+          uuid: randomUUID(),
+          clusterId,
+          name: poolName,
+          hostnamePrefix: `${name.slice(0, 30)}-${poolName}-`,
+          quantity,
+          controlPlane: poolCount === 1 || control,
+          etcd: poolCount === 1 || control,
+          worker: !control,
+          nodeTemplateId: null,
+          drainBeforeDelete: true,
+          deleteNotReadyAfterSecs: 0,
+          labels: {},
+          annotations: {},
+          createdTS,
+          removedTS: null,
+          nextIndex: quantity + 1,
+        };
+        this.data.nodePools.push(pool);
+        for (let index = 1; index <= quantity; index++) {
+          const nodeId = newId(`${clusterId}:m-`);
+          takenIds.add(nodeId);
+          const uuid = randomUUID();
+          const n = this.data.ipCounter;
+          this.data.ipCounter += 1;
+          this.data.nodes.push({
+            id: nodeId,
+            uuid,
+            clusterId,
+            nodePoolId: poolId,
+            hostname: `${pool.hostnamePrefix}${index}`,
+            index,
+            batchIndex: 0,
+            createdTS,
+            removedTS: null,
+            unschedulable: false,
+            controlPlane: pool.controlPlane,
+            etcd: pool.etcd,
+            worker: pool.worker,
+            ipAddress: `10.42.${Math.floor(n / 254) % 256}.${(n % 254) + 1}`,
+            version: kubernetesVersion,
+            faults: noNodeFaults(),
+            faultsClearedTS: null,
+            kube: { uid: uuid, registeredTS: null, labels: null, annotations: null, taints: null, resourceVersion: this.nextResourceVersion(), readySinceTS: null },
+          });
+          nodeCount += 1;
+        }
+      });
+    }
+    this.dirty = true;
+    return { clusters: made, nodes: nodeCount };
   }
 }

@@ -36,7 +36,7 @@ import { k8sRouteKey, K8sRoutes } from "./k8s.js";
 import { KubeApi } from "./kube.js";
 import { Knative } from "./knative.js";
 import { KnativeRuntime } from "./knative-runtime.js";
-import { RancherModel, type Settings } from "./model.js";
+import { RancherModel, SUPPORTED_K8S_VERSIONS, type Settings } from "./model.js";
 import { decodeKubeProtobuf, PROTOBUF_CONTENT_TYPE, ProtobufError } from "./protobuf.js";
 import {
   renderCluster,
@@ -168,6 +168,37 @@ function booleanFlags<K extends string>(body: Record<string, unknown>, keys: rea
     out[key as K] = value;
   }
   return out;
+}
+
+const SEED_KEYS = ["clusters", "nodesPerCluster", "pools", "kubernetesVersion", "namePrefix"];
+
+/** Reads a `POST /admin/seed` body: `{clusters, nodesPerCluster, pools?, kubernetesVersion?, namePrefix?}`. */
+function seedSpec(body: Record<string, unknown>): Parameters<RancherModel["seed"]>[0] {
+  for (const key of Object.keys(body)) {
+    if (!SEED_KEYS.includes(key)) throw new NormanError(400, "InvalidFormat", `unknown field "${key}"; known: ${SEED_KEYS.join(", ")}`, key);
+  }
+  const integer = (key: string, min: number, max: number, fallback?: number): number => {
+    const value = body[key] ?? fallback;
+    if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+      throw new NormanError(400, "InvalidFormat", `${key} must be an integer from ${min} to ${max}`, key);
+    }
+    return value;
+  };
+  const kubernetesVersion = body.kubernetesVersion ?? SUPPORTED_K8S_VERSIONS[SUPPORTED_K8S_VERSIONS.length - 1];
+  if (typeof kubernetesVersion !== "string" || !SUPPORTED_K8S_VERSIONS.includes(kubernetesVersion)) {
+    throw new NormanError(400, "InvalidFormat", `kubernetesVersion must be one of ${SUPPORTED_K8S_VERSIONS.join(", ")}`, "kubernetesVersion");
+  }
+  const namePrefix = body.namePrefix ?? "seed-";
+  if (typeof namePrefix !== "string" || !/^[a-z][-a-z0-9]{0,40}$/.test(namePrefix)) {
+    throw new NormanError(400, "InvalidFormat", "namePrefix must be a lowercase letter then at most 40 lowercase letters, digits or '-'", "namePrefix");
+  }
+  return {
+    clusters: integer("clusters", 1, 10_000),
+    nodesPerCluster: integer("nodesPerCluster", 1, 1_000),
+    pools: integer("pools", 1, 10, 2),
+    kubernetesVersion,
+    namePrefix,
+  };
 }
 
 const NODE_FAULTS: readonly (keyof NodeFaults)[] = ["notReady", "kubeletStopped", "unreachable"];
@@ -382,22 +413,36 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
   // ---- /v3 -----------------------------------------------------------------------
 
   function list(ctx: RenderContext, collection: Collection, query: URLSearchParams, selfLink: string): Reply {
+    // Filters on fields rendered exactly as stored narrow the records before rendering, so
+    // `?clusterId=` costs that cluster's records, not the whole fleet's (the filters below still apply).
+    const stored = <T extends object>(records: T[], fields: ReadonlyArray<keyof T & string>): T[] => {
+      let out = records;
+      for (const field of fields) {
+        const wanted = query.getAll(field);
+        if (wanted.length > 0) out = out.filter((record) => wanted.includes(String(record[field])));
+      }
+      return out;
+    };
+    const clusterNodes = (): typeof model.data.nodes => {
+      const ids = query.getAll("clusterId");
+      return ids.length === 1 ? model.nodesOfCluster(ids[0] ?? "") : model.data.nodes;
+    };
     let items: Record<string, unknown>[];
     switch (collection) {
       case "clusters":
-        items = model.data.clusters.map((c) => renderCluster(ctx, c));
+        items = stored(model.data.clusters, ["id", "name"]).map((c) => renderCluster(ctx, c));
         break;
       case "nodepools":
-        items = model.data.nodePools.map((p) => renderNodePool(ctx, p));
+        items = stored(model.data.nodePools, ["id", "clusterId", "name"]).map((p) => renderNodePool(ctx, p));
         break;
       case "nodes":
-        items = model.data.nodes.map((n) => renderNode(ctx, n));
+        items = stored(clusterNodes(), ["id", "clusterId", "nodePoolId", "hostname"]).map((n) => renderNode(ctx, n));
         break;
       case "settings":
         items = [renderVersionsSetting(ctx.base, startedTS)];
         break;
       case "etcdbackups":
-        items = backups.all().map((b) => renderEtcdBackup(ctx, b));
+        items = stored(backups.all(), ["id", "clusterId", "name"]).map((b) => renderEtcdBackup(ctx, b));
         break;
     }
     // A Map, because query keys such as "__proto__" must not reach an object's prototype.
@@ -799,6 +844,9 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
         allowed(["GET", "PUT"]);
         if (method === "PUT") updateSettings(adminBody(bodyText));
         return { status: 200, body: { ...model.settings } };
+      case "seed":
+        allowed(["POST"]);
+        return { status: 201, body: model.seed(seedSpec(adminBody(bodyText)), now) };
       case "calls":
         allowed(["GET", "DELETE"]);
         if (method === "DELETE") calls.clear();
