@@ -1,4 +1,5 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ApiDeps } from './deps.js';
@@ -40,6 +41,8 @@ export function createApp(deps: ApiDeps) {
   app.use('*', metrics.middleware);
   app.get('/metrics', metrics.handler);
 
+  // Also bounds bodies sent without a Content-Length (chunked), as they are read.
+  app.use('/v1/*', bodyLimit({ maxSize: maxBodyBytes, onError: (c) => problemResponse(c, 413, 'too-large', `the body may be at most ${maxBodyBytes} bytes`) }));
   app.use('/v1/*', async (c, next) => {
     if (c.req.method === 'POST' || c.req.method === 'PUT' || c.req.method === 'PATCH') {
       const length = Number(c.req.header('content-length') ?? '0');

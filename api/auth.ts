@@ -84,7 +84,9 @@ export function audit(store: Store): MiddlewareHandler {
       actor: principal.name,
       role: principal.role,
       method: c.req.method,
-      path: c.req.path,
+      // The path as asked, which may hold anything: a NUL (refused by the route with
+      // 400) would make PostgreSQL refuse the audit row, and the answer with it.
+      path: c.req.path.replaceAll('\0', '%00'),
       status: c.res.status,
       operationId: await operationIdOf(c.res),
     });

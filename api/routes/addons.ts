@@ -18,7 +18,7 @@ import { AddonCatalog } from '../../store/catalog.js';
 import { abortRolloutSignal, addonSteps, pauseRolloutSignal, reconcileSteps, removeAddonSteps, resumeRolloutSignal, rolloutProgressQuery, rolloutSteps, type ReconcileAddonsInput, type RolloutAddonInput } from '../../workflows/addon.js';
 import type { ApiDeps } from '../deps.js';
 import { Problem } from '../problem.js';
-import { apiRoute, OperationSchema, problem, problemResponses } from '../schemas.js';
+import { apiRoute, OperationSchema, problem, problemResponses, refuseNul } from '../schemas.js';
 import { accepted, activeCluster, mustGetCluster, newOperationId, startClusterOperation, startFinishingFirst } from './clusters.js';
 import { storedView } from './operations.js';
 
@@ -371,8 +371,8 @@ export function addonRoutes(deps: ApiDeps & { catalog?: AddonCatalog }) {
             throw new Problem(400, 'invalid-request', 'the body is not valid JSON', { errors: [{ field: '(root)', in: 'body', message: 'not valid JSON' }] });
           }
         })();
-        const parsed = z.object({ reason: z.string().max(500).optional() }).strict().safeParse(body);
-        if (!parsed.success) throw new Problem(400, 'invalid-request', 'the body may only hold a reason (a string)', { errors: [{ field: 'reason', in: 'body', message: 'a string of at most 500 characters' }] });
+        const parsed = z.object({ reason: z.string().max(500).optional() }).strict().superRefine(refuseNul).safeParse(body);
+        if (!parsed.success) throw new Problem(400, 'invalid-request', 'the body may only hold a reason (a string)', { errors: [{ field: 'reason', in: 'body', message: 'a string of at most 500 characters, without NUL' }] });
         reason = parsed.data.reason;
       }
     }

@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { OpenAPIHono, z } from '@hono/zod-openapi';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
 import {
@@ -28,12 +28,12 @@ import {
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
 import type { ApiDeps } from '../deps.js';
 import { fieldErrors, Problem } from '../problem.js';
-import { ClusterSchema, OperationSchema, problem, problemResponses, SnapshotSchema } from '../schemas.js';
+import { apiRoute, ClusterSchema, OperationSchema, problem, problemResponses, refuseNul, SnapshotSchema } from '../schemas.js';
 import { storedView } from './operations.js';
 
 const IdParam = z.object({ id: z.string().min(1).max(63).openapi({ param: { name: 'id', in: 'path' }, example: 'prod-eu-1' }) });
 
-const createRouteDef = createRoute({
+const createRouteDef = apiRoute({
   method: 'post',
   path: '/v1/clusters',
   tags: ['clusters'],
@@ -70,7 +70,7 @@ const createRouteDef = createRoute({
   },
 });
 
-const listRouteDef = createRoute({
+const listRouteDef = apiRoute({
   method: 'get',
   path: '/v1/clusters',
   tags: ['clusters'],
@@ -78,7 +78,7 @@ const listRouteDef = createRoute({
   responses: { 200: { description: 'Every cluster Kumo manages', content: { 'application/json': { schema: z.object({ items: z.array(ClusterSchema) }) } } } },
 });
 
-const getRouteDef = createRoute({
+const getRouteDef = apiRoute({
   method: 'get',
   path: '/v1/clusters/{id}',
   tags: ['clusters'],
@@ -215,11 +215,11 @@ export function newOperationId(): string {
 
 const ClusterParam = IdParam;
 const PoolParam = z.object({
-  id: z.string().min(1).max(63).openapi({ param: { name: 'id', in: 'path' } }),
-  pool: z.string().min(1).max(63).openapi({ param: { name: 'pool', in: 'path' } }),
+  id: z.string().min(1).max(63).openapi({ param: { name: 'id', in: 'path' }, example: 'prod-eu-1' }),
+  pool: z.string().min(1).max(63).openapi({ param: { name: 'pool', in: 'path' }, example: 'workers' }),
 });
 const NodeParam = z.object({
-  id: z.string().min(1).max(63).openapi({ param: { name: 'id', in: 'path' } }),
+  id: z.string().min(1).max(63).openapi({ param: { name: 'id', in: 'path' }, example: 'prod-eu-1' }),
   node: z.string().min(1).max(200).openapi({ param: { name: 'node', in: 'path' }, description: 'Node id or hostname' }),
 });
 const OperationStarted = {
@@ -231,7 +231,7 @@ const OperationStarted = {
 };
 const json = <T extends z.ZodType>(schema: T) => ({ body: { required: true, content: { 'application/json': { schema } } } });
 
-const scaleRoute = createRoute({
+const scaleRoute = apiRoute({
   method: 'post',
   path: '/v1/clusters/{id}/nodepools/{pool}/scale',
   tags: ['clusters'],
@@ -239,7 +239,7 @@ const scaleRoute = createRoute({
   request: { params: PoolParam, ...json(ScaleRequestSchema) },
   responses: OperationStarted,
 });
-const replaceRoute = createRoute({
+const replaceRoute = apiRoute({
   method: 'post',
   path: '/v1/clusters/{id}/nodes/{node}/replace',
   tags: ['clusters'],
@@ -247,7 +247,7 @@ const replaceRoute = createRoute({
   request: { params: NodeParam, body: { required: false, content: { 'application/json': { schema: ReplaceNodeRequestSchema } } } },
   responses: OperationStarted,
 });
-const updateRoute = createRoute({
+const updateRoute = apiRoute({
   method: 'patch',
   path: '/v1/clusters/{id}',
   tags: ['clusters'],
@@ -255,7 +255,7 @@ const updateRoute = createRoute({
   request: { params: ClusterParam, ...json(UpdateClusterSchema) },
   responses: OperationStarted,
 });
-const deleteRoute = createRoute({
+const deleteRoute = apiRoute({
   method: 'delete',
   path: '/v1/clusters/{id}',
   tags: ['clusters'],
@@ -263,7 +263,7 @@ const deleteRoute = createRoute({
   request: { params: ClusterParam },
   responses: OperationStarted,
 });
-const snapshotRoute = createRoute({
+const snapshotRoute = apiRoute({
   method: 'post',
   path: '/v1/clusters/{id}/snapshots',
   tags: ['snapshots'],
@@ -271,7 +271,7 @@ const snapshotRoute = createRoute({
   request: { params: ClusterParam, body: { required: false, content: { 'application/json': { schema: SnapshotRequestSchema } } } },
   responses: OperationStarted,
 });
-const listSnapshotsRoute = createRoute({
+const listSnapshotsRoute = apiRoute({
   method: 'get',
   path: '/v1/clusters/{id}/snapshots',
   tags: ['snapshots'],
@@ -282,7 +282,7 @@ const listSnapshotsRoute = createRoute({
     404: problem('No such cluster'),
   },
 });
-const restoreRoute = createRoute({
+const restoreRoute = apiRoute({
   method: 'post',
   path: '/v1/clusters/{id}/restore',
   tags: ['snapshots'],
@@ -293,7 +293,7 @@ const restoreRoute = createRoute({
 const ScheduleSchema = z
   .object({ cron: z.string(), retention: z.number().int(), paused: z.boolean(), scheduleId: z.string(), nextRuns: z.array(z.string()) })
   .openapi('SnapshotSchedule');
-const putScheduleRoute = createRoute({
+const putScheduleRoute = apiRoute({
   method: 'put',
   path: '/v1/clusters/{id}/snapshot-schedule',
   tags: ['snapshots'],
@@ -305,7 +305,7 @@ const putScheduleRoute = createRoute({
     404: problem('No such cluster'),
   },
 });
-const getScheduleRoute = createRoute({
+const getScheduleRoute = apiRoute({
   method: 'get',
   path: '/v1/clusters/{id}/snapshot-schedule',
   tags: ['snapshots'],
@@ -316,7 +316,7 @@ const getScheduleRoute = createRoute({
     404: problem('No such cluster, or it has no schedule'),
   },
 });
-const deleteScheduleRoute = createRoute({
+const deleteScheduleRoute = apiRoute({
   method: 'delete',
   path: '/v1/clusters/{id}/snapshot-schedule',
   tags: ['snapshots'],
@@ -577,8 +577,8 @@ export async function activeCluster(deps: ApiDeps, id: string): Promise<ClusterR
 
 /** Validates an optional body read by hand, with the same 400 as the routes' own validation. */
 export function parseBody<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
+  const parsed = schema.superRefine(refuseNul).safeParse(value);
+  if (parsed.success) return parsed.data as z.infer<T>;
   const errors = fieldErrors(parsed.error, 'body');
   throw new Problem(400, 'invalid-request', `the request body is invalid: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`, { errors });
 }

@@ -8,7 +8,7 @@ import { deleteFunctionSteps, deployFunctionSteps, type DeleteFunctionInput, typ
 import type { ApiDeps } from '../deps.js';
 import { Problem } from '../problem.js';
 import { apiRoute, OperationSchema, problem, problemResponses } from '../schemas.js';
-import { newOperationId } from './clusters.js';
+import { newOperationId, startFinishingFirst } from './clusters.js';
 import { storedView } from './operations.js';
 
 const NameParam = z.object({ name: z.string().min(1).max(40).openapi({ param: { name: 'name', in: 'path' }, example: 'on-vm-created' }) });
@@ -130,7 +130,8 @@ const invokeRoute = apiRoute({
     502: problem('The function did not answer'),
     504: { description: 'The invocation ran longer than timeoutSeconds (`Timeout`)', content: { 'application/json': { schema: InvocationErrorSchema } } },
   },
-});
+  // The event goes to the function as sent: the runtime reads it (and answers InvalidEvent for what is not JSON).
+}, { rawBody: true });
 
 /** Functions: register, update, list, delete, invoke. */
 export function functionRoutes(deps: ApiDeps) {
@@ -273,7 +274,8 @@ export function newOperation(kind: OperationRecord['kind'], name: string, steps:
 /** Starts an operation's workflow; when Temporal refuses, the records written for it are marked failed. */
 export async function start(deps: ApiDeps, operation: OperationRecord, workflowType: string, input: unknown): Promise<void> {
   try {
-    const handle = await deps.temporal.withDeadline(Date.now() + 5000, () =>
+    // A deploy records its end just before its workflow closes: a new one may find it still closing, and waits for that.
+    const handle = await startFinishingFirst(deps, operation.workflowId, () =>
       deps.temporal.workflow.start(workflowType, {
         taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
         workflowId: operation.workflowId,

@@ -1,9 +1,10 @@
-import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { OpenAPIHono, z } from '@hono/zod-openapi';
 import type { ApiDeps } from '../deps.js';
+import { apiRoute } from '../schemas.js';
 
 const CheckSchema = z.object({ status: z.enum(['ok', 'failing']), checks: z.record(z.string(), z.string()) });
 
-const healthz = createRoute({
+const healthz = apiRoute({
   method: 'get',
   path: '/healthz',
   tags: ['health'],
@@ -11,7 +12,7 @@ const healthz = createRoute({
   responses: { 200: { description: 'Alive', content: { 'application/json': { schema: z.object({ status: z.literal('ok') }) } } } },
 });
 
-const readyz = createRoute({
+const readyz = apiRoute({
   method: 'get',
   path: '/readyz',
   tags: ['health'],

@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { OpenAPIHono, z } from '@hono/zod-openapi';
 import { WorkflowNotFoundError, type WorkflowExecutionDescription } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { operationStatuses, retryableKinds, reusableResults, type OperationKind, type OperationRecord, type Progress, type Resume } from '../../domain/operation.js';
@@ -7,14 +7,14 @@ import { newOperation, start } from './functions.js';
 import { isValidCursor } from '../../store/index.js';
 import type { ApiDeps } from '../deps.js';
 import { Problem } from '../problem.js';
-import { OperationSchema, problem, problemResponses } from '../schemas.js';
+import { apiRoute, OperationSchema, problem, problemResponses } from '../schemas.js';
 
 /** An operation as the API shows it: the store's record, brought up to date from Temporal while it runs. */
 export type OperationView = z.infer<typeof OperationSchema>;
 
 const IdParam = z.object({ id: z.string().min(1).max(100).openapi({ param: { name: 'id', in: 'path' }, example: 'op-mfx2k1a9c3d4e5f6' }) });
 
-const listRoute = createRoute({
+const listRoute = apiRoute({
   method: 'get',
   path: '/v1/operations',
   tags: ['operations'],
@@ -37,7 +37,7 @@ const listRoute = createRoute({
   },
 });
 
-const getRoute = createRoute({
+const getRoute = apiRoute({
   method: 'get',
   path: '/v1/operations/{id}',
   tags: ['operations'],
@@ -49,7 +49,7 @@ const getRoute = createRoute({
   },
 });
 
-const retryRoute = createRoute({
+const retryRoute = apiRoute({
   method: 'post',
   path: '/v1/operations/{id}/retry',
   tags: ['operations'],
@@ -61,10 +61,11 @@ const retryRoute = createRoute({
     202: { description: 'The retry started', content: { 'application/json': { schema: z.object({ operation: OperationSchema }) } } },
     404: problem('No such operation'),
     409: problem('This operation cannot be retried now; the detail says why'),
+    503: problem('Temporal cannot be reached; nothing was started'),
   },
 });
 
-const historyRoute = createRoute({
+const historyRoute = apiRoute({
   method: 'get',
   path: '/v1/operations/{id}/history',
   tags: ['operations'],
@@ -76,7 +77,7 @@ const historyRoute = createRoute({
   },
 });
 
-const cancelRoute = createRoute({
+const cancelRoute = apiRoute({
   method: 'post',
   path: '/v1/operations/{id}/cancel',
   tags: ['operations'],
