@@ -52,6 +52,8 @@ export interface Stack {
   worker(): ChildProcess | null;
   /** Kills the current worker with SIGKILL, as a crash would. */
   killWorker(): Promise<void>;
+  /** Kills the embedded Temporal dev server with SIGKILL and starts it again with the same arguments (same port, same SQLite file); resolves once it answers. */
+  restartTemporal(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -102,6 +104,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   try {
     let temporalAddress: string;
     let temporalUiUrl: string | null = null;
+    let temporalArgs: string[] | null = null;
     if (options.temporal.mode === 'embedded') {
       const t = options.temporal;
       temporalAddress = `127.0.0.1:${t.port}`;
@@ -114,6 +117,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         args.push('--headless');
       }
       launch('temporal', temporalCli(), args, {});
+      temporalArgs = args;
     } else {
       temporalAddress = options.temporal.address;
     }
@@ -194,6 +198,21 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         const exited = new Promise((done) => child.once('exit', done));
         child.kill('SIGKILL');
         await exited;
+      },
+      async restartTemporal() {
+        if (!temporalArgs) throw new Error('Temporal is external to this stack: there is nothing to restart');
+        const current = running.find((managed) => managed.name === 'temporal');
+        // Keep its place in `running`, so stop() still ends it after the worker and the API.
+        const index = current ? running.indexOf(current) : 0;
+        if (current && current.child.exitCode === null && current.child.signalCode === null) {
+          const exited = new Promise((done) => current.child.once('exit', done));
+          current.child.kill('SIGKILL');
+          await exited;
+        }
+        const relaunched = launch('temporal', temporalCli(), temporalArgs, {});
+        running.splice(running.indexOf(relaunched), 1);
+        running.splice(Math.min(index, running.length), 0, relaunched);
+        await waitForTemporal(temporalAddress, running);
       },
       stop,
     };
