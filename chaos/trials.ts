@@ -236,7 +236,7 @@ export const restoreFromSnapshot = kind<{ name: string; snapshot: string }>({
   name: 'restoreFromSnapshot',
   workflow: 'restoreFromSnapshot',
   concurrency: 4,
-  maxDelayMs: 3500,
+  maxDelayMs: 3000,
   endTimeoutMs: 4 * minute,
   async prepare(chaos, slots) {
     const names = await ensureFleet(chaos, slots);
@@ -279,7 +279,7 @@ export const scaleUp = kind<ScaleTarget>({
   name: 'scaleNodePool (up)',
   workflow: 'scaleNodePool',
   concurrency: 4,
-  maxDelayMs: 2500,
+  maxDelayMs: 2000,
   endTimeoutMs: 4 * minute,
   async prepare(chaos, slots) {
     const names = await ensureFleet(chaos, slots);
@@ -492,7 +492,7 @@ export const removeAddon = kind<{ name: string }>({
   name: 'removeAddon',
   workflow: 'removeAddon',
   concurrency: 10,
-  maxDelayMs: 1200,
+  maxDelayMs: 700,
   endTimeoutMs: helmEndTimeoutMs,
   async prepare(chaos, slots) {
     const names = await ensureFleet(chaos, slots);
