@@ -103,6 +103,8 @@ export class Chaos {
   /** Kumo cluster ids the trials use, by slot: slot i is `chaos-<i>` unless it had to be replaced. */
   readonly fleet = new Map<number, string>();
   private expectedDown = false;
+  /** Set once the stack is being stopped: a worker gone from then on is not replaced. */
+  private stopping = false;
   private restarting: Promise<void> | null = null;
   /** Worker exits nobody asked for (a crash on its own), with when. */
   readonly unexpectedWorkerExits: string[] = [];
@@ -186,9 +188,14 @@ export class Chaos {
     }
   }
 
+  /** From now on, a worker that exits is expected (the stack is being stopped). */
+  shutdown(): void {
+    this.stopping = true;
+  }
+
   /** Starts a worker when the current one has exited without being asked to. */
   async ensureWorker(): Promise<void> {
-    if (this.expectedDown) return;
+    if (this.expectedDown || this.stopping) return;
     if (this.restarting) return this.restarting;
     const worker = this.stack.worker();
     if (worker && worker.exitCode === null && worker.signalCode === null) return;

@@ -45,10 +45,12 @@ async function main(): Promise<number> {
   const dataDir = mkdtempSync(join(tmpdir(), 'kumo-chaos-'));
   console.error(`[chaos] ${trials} trial(s) per workflow type, ${availableParallelism()} cores; starting the stack`);
   let stack: TestStack | null = null;
+  let chaos: Chaos | null = null;
   let stopping = false;
   const stop = async () => {
     if (stopping || !stack) return;
     stopping = true;
+    chaos?.shutdown();
     if (process.env.CHAOS_KEEP_DATA === '1') {
       await stack.stop();
       console.error(`[chaos] data and logs kept in ${dataDir}`);
@@ -56,14 +58,18 @@ async function main(): Promise<number> {
       await stack.destroy();
     }
   };
-  const interrupted = () => {
-    console.error('[chaos] interrupted: stopping the stack');
-    void stop().finally(() => process.exit(130));
+  const rows: Row[] = [];
+  const interrupted = (signal: string) => {
+    console.error(`[chaos] ${signal}: stopping the stack`);
+    void stop().finally(() => {
+      // What finished before the signal still counts: print it.
+      if (rows.length) console.log(`\nKumo chaos, interrupted by ${signal}: the rows that finished\n\n${formatTable(rows)}`);
+      process.exit(130);
+    });
   };
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
 
-  const rows: Row[] = [];
   let crashed: unknown = null;
   let leftovers = 0;
   try {
@@ -71,7 +77,7 @@ async function main(): Promise<number> {
     const tmp = join(dataDir, 'tmp');
     mkdirSync(tmp, { recursive: true });
     stack = await startTestStack({ dataDir, env: { ...chaosEnv, TMPDIR: tmp } });
-    const chaos = new Chaos(stack);
+    chaos = new Chaos(stack);
     if (process.env.CHAOS_CALIBRATE === '1') {
       await calibrate(chaos);
       return 0;

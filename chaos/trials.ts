@@ -236,7 +236,7 @@ export const restoreFromSnapshot = kind<{ name: string; snapshot: string }>({
   name: 'restoreFromSnapshot',
   workflow: 'restoreFromSnapshot',
   concurrency: 4,
-  maxDelayMs: 3000,
+  maxDelayMs: 2500,
   endTimeoutMs: 4 * minute,
   async prepare(chaos, slots) {
     const names = await ensureFleet(chaos, slots);
@@ -296,7 +296,7 @@ export const scaleDown = kind<ScaleTarget>({
   name: 'scaleNodePool (down)',
   workflow: 'scaleNodePool',
   concurrency: 4,
-  maxDelayMs: 2000,
+  maxDelayMs: 1500,
   endTimeoutMs: 4 * minute,
   async prepare(chaos, slots) {
     const names = await ensureFleet(chaos, slots);
