@@ -14,6 +14,18 @@ want_test=0
 for arg in "$@"; do [ "$arg" = "--test" ] && want_test=1; done
 
 log() { printf '[setup] %s\n' "$*" >&2; }
+
+# Installs a Debian package whose own daemon Kumo never uses: policy-rc.d answering
+# 101 keeps the package's postinst from starting it. Returns non-zero when apt-get is
+# not usable (not root, no apt) or the install fails.
+apt_install_quiet() {
+  command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] || return 1
+  local policy_rc=/usr/sbin/policy-rc.d own_policy=0 status=0
+  if [ ! -e "$policy_rc" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy_rc" && chmod 755 "$policy_rc" && own_policy=1; fi
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null) >&2 || status=$?
+  if [ "$own_policy" = 1 ]; then rm -f "$policy_rc"; fi
+  return "$status"
+}
 mkdir -p .tools/bin .data
 
 # 1. Node packages: install when node_modules is missing or older than the lock file.
@@ -64,21 +76,24 @@ node --import tsx scripts/package-charts.ts
 if [ -n "${REGISTRY_BIN:-}" ]; then
   [ -x "$REGISTRY_BIN" ] || { log "REGISTRY_BIN=$REGISTRY_BIN is not executable"; exit 1; }
 elif [ ! -x /usr/bin/docker-registry ]; then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    log "installing the OCI registry from Debian's packages (docker-registry)"
-    # policy-rc.d answering 101 keeps the postinst from starting the package's own daemon.
-    policy_rc=/usr/sbin/policy-rc.d
-    own_policy=0
-    if [ ! -e "$policy_rc" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy_rc" && chmod 755 "$policy_rc" && own_policy=1; fi
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry >/dev/null) >&2 \
-      || log "docker-registry could not be installed; the Function Service needs it (set REGISTRY_BIN), and its tests will be skipped"
-    if [ "$own_policy" = 1 ]; then rm -f "$policy_rc"; fi
-  else
-    log "docker-registry is not installed and apt-get is not usable; the Function Service needs it (install Debian's docker-registry or set REGISTRY_BIN)"
-  fi
+  log "installing the OCI registry from Debian's packages (docker-registry)"
+  apt_install_quiet docker-registry \
+    || log "docker-registry could not be installed (as root, with apt-get); the Function Service needs it (or REGISTRY_BIN), and its tests will be skipped"
 fi
 
-# 6. Schemathesis, the API fuzzer (`npm run fuzz`, test/fuzz.test.ts), from PyPI into its
+# 6. RabbitMQ, the broker the OpenStack event source consumes (Debian's rabbitmq-server,
+#    with Erlang). RABBITMQ_SERVER or /usr/lib/rabbitmq/bin/rabbitmq-server wins. Kumo runs
+#    it itself (scripts/rabbitmq.ts) with its own config, data dir and epmd on loopback
+#    ports; the package's own service (and its rabbitmq user) is never relied upon.
+if [ -n "${RABBITMQ_SERVER:-}" ]; then
+  [ -x "$RABBITMQ_SERVER" ] || { log "RABBITMQ_SERVER=$RABBITMQ_SERVER is not executable"; exit 1; }
+elif [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+  log "installing RabbitMQ from Debian's packages (rabbitmq-server)"
+  apt_install_quiet rabbitmq-server \
+    || log "rabbitmq-server could not be installed (as root, with apt-get); the OpenStack event source will be off (or set RABBITMQ_SERVER) and its tests skipped"
+fi
+
+# 7. Schemathesis, the API fuzzer (`npm run fuzz`, test/fuzz.test.ts), from PyPI into its
 #    own venv .tools/fuzz-venv (kept apart from the temporal CLI's). Quiet when installed.
 have_schemathesis() {
   [ -x .tools/fuzz-venv/bin/st ] && .tools/fuzz-venv/bin/python -c '' 2>/dev/null \
@@ -90,7 +105,7 @@ if ! have_schemathesis; then
     || log "schemathesis could not be installed; \`npm run fuzz\` will not run and the fuzz test will be skipped"
 fi
 
-# 7. PostgreSQL, for the store's tests against the real server (Debian's package).
+# 8. PostgreSQL, for the store's tests against the real server (Debian's package).
 if [ "$want_test" = 1 ]; then
   if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
