@@ -612,15 +612,15 @@ export class KnativeRuntime {
   }
 
   /** The captured output of a revision: in memory while its runner exists, else the tail of its log file. */
-  logs(clusterId: string, namespace: string, name: string): string[] | undefined {
+  logs(clusterId: string, namespace: string, name: string, tail = LOG_LINES): string[] | undefined {
     const r = this.runners.get(runKey(clusterId, namespace, name));
-    if (r !== undefined) return [...r.lines];
+    if (r !== undefined && tail <= LOG_LINES) return r.lines.slice(-tail);
     const file = join(this.revisionDir(clusterId, namespace, name), "output.log");
     try {
       const text = readFileSync(file, "utf8");
       const lines = text.split("\n");
       if (lines[lines.length - 1] === "") lines.pop();
-      return lines.slice(-LOG_LINES);
+      return lines.slice(-tail);
     } catch {
       return undefined;
     }

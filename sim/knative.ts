@@ -858,10 +858,10 @@ export class Knative implements KubeController {
     return { clusterId: cluster.id, revisions };
   }
 
-  /** `GET /admin/clusters/<id>/knative/<ns>/<revision>/logs`: the process's captured output. */
-  adminLogs(clusterId: string, ns: string, name: string): Obj {
+  /** `GET /admin/clusters/<id>/knative/<ns>/<revision>/logs[?tail=N]`: the process's captured output (its last 500 lines unless `tail` says more). */
+  adminLogs(clusterId: string, ns: string, name: string, tail?: number): Obj {
     const cluster = this.model.cluster(clusterId);
-    const lines = this.runtime.logs(cluster.id, ns, name);
+    const lines = this.runtime.logs(cluster.id, ns, name, tail);
     if (lines === undefined) {
       const known = Object.hasOwn(this.model.data.kube, cluster.id) && this.find(cluster, REVISIONS_KEY, ns, name) !== undefined;
       if (!known) throw new NormanError(404, "NotFound", `no revision ${ns}/${name} in cluster ${cluster.id}`);

@@ -785,7 +785,8 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     if (what === "clusters" && segments[3] === "knative" && (segments.length === 4 || (segments.length === 7 && segments[6] === "logs"))) {
       if (method !== "GET") throw methodNotAllowed(method, "/admin/clusters/:id/knative");
       if (segments.length === 4) return { status: 200, body: knative.adminList(segments[2] ?? "") };
-      return { status: 200, body: knative.adminLogs(segments[2] ?? "", segments[4] ?? "", segments[5] ?? "") };
+      const tail = Number(new URL(req.url ?? "/", "http://sim").searchParams.get("tail") ?? "0");
+      return { status: 200, body: knative.adminLogs(segments[2] ?? "", segments[4] ?? "", segments[5] ?? "", Number.isInteger(tail) && tail > 0 ? tail : undefined) };
     }
     if (segments.length === 5 && what === "clusters" && segments[3] === "workloads" && segments[4] === "stop") {
       if (method !== "POST") throw methodNotAllowed(method, "/admin/clusters/:id/workloads/stop");
