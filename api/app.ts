@@ -9,6 +9,7 @@ import { audit, authenticate } from './auth.js';
 import { apiLog, apiMetrics } from './metrics.js';
 import { accessRoutes } from './routes/access.js';
 import { addonRoutes } from './routes/addons.js';
+import { eventRoutes } from './routes/events.js';
 import { functionRoutes } from './routes/functions.js';
 import { clusterOperationRoutes, clusterRoutes } from './routes/clusters.js';
 import { healthRoutes } from './routes/health.js';
@@ -49,7 +50,9 @@ export function createApp(deps: ApiDeps) {
       if (length > maxBodyBytes) return problemResponse(c, 413, 'too-large', `the body may be at most ${maxBodyBytes} bytes`);
       const type = c.req.header('content-type') ?? '';
       const hasBody = length > 0 || c.req.header('transfer-encoding') !== undefined;
-      if (hasBody && !/^application\/(.+\+)?json\b/i.test(type)) {
+      // Binary-mode CloudEvents carry their data in any content type (api/routes/events.ts checks them).
+      const binaryEvent = c.req.path === '/v1/events' && c.req.header('ce-specversion') !== undefined;
+      if (hasBody && !binaryEvent && !/^application\/(.+\+)?json\b/i.test(type)) {
         return problemResponse(c, 415, 'unsupported-media-type', 'send the body as JSON with Content-Type: application/json', {
           errors: [{ field: 'content-type', in: 'header', message: `expected application/json, got "${type || 'nothing'}"` }],
         });
@@ -66,6 +69,7 @@ export function createApp(deps: ApiDeps) {
   app.route('/', clusterOperationRoutes(deps));
   app.route('/', addonRoutes(deps));
   app.route('/', functionRoutes(deps));
+  app.route('/', eventRoutes(deps));
   app.route('/', operationRoutes(deps));
 
   app.doc31('/openapi.json', {
@@ -82,6 +86,7 @@ export function createApp(deps: ApiDeps) {
       { name: 'health', description: 'Liveness and readiness' },
       { name: 'add-ons', description: 'The add-on catalog, add-ons per cluster, fleet rollouts' },
       { name: 'functions', description: 'The Function Service' },
+      { name: 'events', description: 'Events to functions: bindings (events, cron), pipelines, HTTP and Alertmanager events, deliveries' },
       { name: 'access', description: 'Tokens and the audit log' },
     ],
     security: [{ bearer: [] }],

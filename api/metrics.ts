@@ -72,6 +72,7 @@ export function apiMetrics(deps: { store: Store }, options: { logger?: Logger } 
     const out = new Exposition();
     http.write(out);
     await writeOperations(out, deps.store, log);
+    await writeEvents(out, deps.store, log);
     writeProcess(out, loopDelay);
     return out.text();
   };
@@ -180,6 +181,23 @@ async function writeOperations(out: Exposition, store: Store, log: Logger): Prom
   }
   out.family('kumo_operations_running', 'gauge', 'Operations running now, by kind.');
   for (const [kind, value] of running) out.sample('kumo_operations_running', { kind }, value);
+}
+
+/** Events by origin and status, and the duplicates recognised, counted from the store at scrape time. */
+async function writeEvents(out: Exposition, store: Store, log: Logger): Promise<void> {
+  let rows: Awaited<ReturnType<Store['events']['eventCounts']>>;
+  try {
+    rows = await store.events.eventCounts();
+  } catch (err) {
+    log.warn({ err }, 'metrics: the store could not be read; event metrics are left out of this scrape');
+    return;
+  }
+  out.family('kumo_events_total', 'counter', 'Events received (OpenStack, HTTP, Alertmanager, schedules), by origin and status (unmatched, dispatched, delivered, failed).');
+  for (const row of rows) out.sample('kumo_events_total', { origin: row.origin, status: row.status }, row.count);
+  const duplicates = new Map<string, number>();
+  for (const row of rows) duplicates.set(row.origin, (duplicates.get(row.origin) ?? 0) + row.duplicates);
+  out.family('kumo_event_duplicates_total', 'counter', 'Arrivals of an event already received (redeliveries, repeats), recognised and not dispatched again, by origin.');
+  for (const [origin, value] of duplicates) out.sample('kumo_event_duplicates_total', { origin }, value);
 }
 
 /** How often the event loop delay is sampled, in milliseconds. */

@@ -81,6 +81,27 @@ export const ConfigSchema = z.object({
   KUMO_BUILD_CACHE_DIR: z.string().min(1).default('.data/build-cache'),
   /** How long a new function revision may take to become Ready (seconds). */
   KUMO_FUNCTION_READY_TIMEOUT_S: positiveInt(120),
+  /**
+   * The RabbitMQ of the OpenStack control plane (`amqp://user:pass@host:5672/vhost`; a secret: never logged).
+   * Unset: the OpenStack event source is off (the rest of Kumo runs). `npm start` runs a broker on loopback when RabbitMQ is installed.
+   */
+  KUMO_AMQP_URL: z.string().regex(/^amqps?:\/\/.+/, 'must be amqp://… or amqps://…').optional(),
+  /**
+   * Where OpenStack services publish notifications, as `exchange:routing-key` pairs, comma-separated
+   * (oslo's control exchange per service and topic `notifications.<priority>`).
+   */
+  KUMO_AMQP_BINDINGS: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+:[A-Za-z0-9.*#_-]+(,[A-Za-z0-9._-]+:[A-Za-z0-9.*#_-]+)*$/, 'must be exchange:routing-key[,exchange:routing-key…], e.g. nova:notifications.info')
+    .default('nova:notifications.*,cinder:notifications.*,neutron:notifications.*,glance:notifications.*,keystone:notifications.*,openstack:notifications.*'),
+  /** Kumo's own durable queue, bound to the exchanges above (never oslo's `notifications.info`, which other consumers share). */
+  KUMO_AMQP_QUEUE: z.string().min(1).max(200).default('kumo.notifications'),
+  /** Where malformed notifications go, with the reason in the `x-kumo-reason` header. */
+  KUMO_AMQP_DEAD_LETTER_QUEUE: z.string().min(1).max(200).default('kumo.notifications.dead'),
+  /** Notifications handled at once (the channel's prefetch). */
+  KUMO_AMQP_PREFETCH: positiveInt(64),
+  /** Whether the exchanges are declared durable (oslo's `amqp_durable_queues`); they must match how OpenStack declared them. */
+  KUMO_AMQP_DURABLE_EXCHANGES: z.enum(['true', 'false']).default('false'),
   /** The first admin token's secret, used only when no token exists yet (else one is generated into KUMO_DATA_DIR/admin-token). */
   KUMO_ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   /** Level of the JSON logs (trace, debug, info, warn, error, fatal, silent). */

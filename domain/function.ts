@@ -36,6 +36,7 @@ export const FunctionSpecSchema = z
       .default('handler.handle'),
     env: z.record(EnvNameSchema, z.string().max(4096)).default({}),
     concurrency: z.number().int().min(0).max(1000).default(0).openapi({ description: 'Invocations one instance runs at once (Knative containerConcurrency); 0 = no limit. Excess invocations wait, they are not refused.' }),
+    eventConcurrency: z.number().int().min(0).max(10_000).default(0).openapi({ description: 'Event deliveries (bindings and pipeline steps) running at once for this function; excess events wait their turn, none is dropped. 0 = no limit beyond Knative\'s.' }),
     timeoutSeconds: z.number().int().min(1).max(900).default(30),
     minScale: z.number().int().min(0).max(100).default(0),
     maxScale: z.number().int().min(1).max(1000).default(10),

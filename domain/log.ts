@@ -17,15 +17,15 @@ export const redactedFields = [
   'headers.authorization',
   'req.headers.authorization',
   '*.headers.authorization',
-  ...['token', 'password', 'kubeconfig', 'RANCHER_TOKEN', 'KUMO_REGISTRY_PASSWORD', 'KUMO_ADMIN_TOKEN', 'DATABASE_URL'].flatMap((key) => [key, `*.${key}`]),
+  ...['token', 'password', 'kubeconfig', 'RANCHER_TOKEN', 'KUMO_REGISTRY_PASSWORD', 'KUMO_ADMIN_TOKEN', 'DATABASE_URL', 'KUMO_AMQP_URL'].flatMap((key) => [key, `*.${key}`]),
 ];
 
 /** What a secret looks like inside free text: a bearer credential, or a generated Kumo token secret (`kumo_` and 43 characters). */
-const secretInText = /(Bearer\s+)\S+|kumo_[A-Za-z0-9_-]{40,}/gi;
+const secretInText = /(Bearer\s+)\S+|kumo_[A-Za-z0-9_-]{40,}|(amqps?:\/\/[^:@/\s]*:)[^@/\s]*@/gi;
 
 /** Free text with bearer credentials and Kumo token secrets blanked out. */
 export function scrubSecrets(text: string): string {
-  return text.replace(secretInText, (_match, bearer: string | undefined) => `${bearer ?? ''}[redacted]`);
+  return text.replace(secretInText, (_match, bearer: string | undefined, amqpUser: string | undefined) => (amqpUser ? `${amqpUser}[redacted]@` : `${bearer ?? ''}[redacted]`));
 }
 
 /** pino's error serializer (type, message, stack, cause), with secrets scrubbed from the text. */

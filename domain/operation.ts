@@ -19,6 +19,7 @@ export const operationKinds = [
   'addon.rollback',
   'function.deploy',
   'function.delete',
+  'pipeline.run',
 ] as const;
 export type OperationKind = (typeof operationKinds)[number];
 
@@ -60,6 +61,7 @@ export const retryableKinds: Partial<Record<OperationKind, string>> = {
   'addon.remove': 'removeAddon',
   'function.deploy': 'deployFunction',
   'function.delete': 'deleteFunction',
+  'pipeline.run': 'runPipeline',
 };
 
 /** The results a retry of an operation with these steps may reuse: every step that succeeded and recorded one. */

@@ -8,6 +8,7 @@ import { ensureSearchAttributes } from '../workers/temporal.js';
 import { workflowsPath } from '../workers/worker.js';
 import { startChartRepo, type ChartRepo } from './chart-repo.js';
 import { packageCharts } from './package-charts.js';
+import { rabbitmqBinary, startRabbitMQ, type RabbitMQServer } from './rabbitmq.js';
 import { registryBinary, startRegistry, type RegistryServer } from './registry.js';
 import { projectRoot, temporalCli } from './tools.js';
 
@@ -31,6 +32,8 @@ export interface StackOptions {
   worker?: boolean;
   /** Port of the embedded OCI registry (default: a free one). */
   registryPort?: number;
+  /** Port of the embedded RabbitMQ (default: a free one); `false` runs none (the OpenStack event source is off unless KUMO_AMQP_URL is set). */
+  rabbitmqPort?: number | false;
   /** Echo process output to this stream with a name prefix (else only to log files). */
   echo?: NodeJS.WritableStream;
 }
@@ -44,6 +47,10 @@ export interface Stack {
   chartRepoUrl: string;
   /** The OCI registry function images are pushed to; null when none could be started (the Function Service is off). */
   registryUrl: string | null;
+  /** The RabbitMQ the OpenStack event source consumes (the embedded broker's, or KUMO_AMQP_URL); null when the source is off. */
+  amqpUrl: string | null;
+  /** The embedded broker, when the stack runs one (tests restart it). */
+  rabbitmq: RabbitMQServer | null;
   /** The environment the Kumo processes run with. */
   env: Record<string, string>;
   /** Starts a(nother) worker process and waits until it polls. */
@@ -95,10 +102,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
   let chartRepo: ChartRepo | null = null;
   let registry: RegistryServer | null = null;
+  let rabbitmq: RabbitMQServer | null = null;
   const stop = async () => {
     for (const managed of [...running].reverse()) await terminate(managed.child);
     await chartRepo?.close();
     await registry?.close();
+    await rabbitmq?.close();
   };
 
   try {
@@ -141,6 +150,17 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       }
     }
 
+    // RabbitMQ for the OpenStack event source: Debian's rabbitmq-server on loopback, when installed.
+    let amqpUrl = options.env?.KUMO_AMQP_URL ?? process.env.KUMO_AMQP_URL ?? null;
+    if (!amqpUrl && options.rabbitmqPort !== false) {
+      if (rabbitmqBinary()) {
+        rabbitmq = await startRabbitMQ({ dataDir: join(dataDir, 'rabbitmq'), port: options.rabbitmqPort ?? 0 });
+        amqpUrl = rabbitmq.url;
+      } else {
+        console.warn('no RabbitMQ (the rabbitmq-server package is not installed): the OpenStack event source is off');
+      }
+    }
+
     const simUrl = `http://127.0.0.1:${options.simPort}`;
     const env: Record<string, string> = {
       PORT: String(options.apiPort),
@@ -153,6 +173,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       KUMO_CHART_REPO_URL: chartRepoUrl,
       KUMO_BUILD_CACHE_DIR: join(dataDir, 'build-cache'),
       ...(registryUrl ? { KUMO_REGISTRY_URL: registryUrl } : {}),
+      ...(amqpUrl ? { KUMO_AMQP_URL: amqpUrl } : {}),
       ...(temporalUiUrl ? { TEMPORAL_UI_URL: temporalUiUrl } : {}),
       ...options.env,
     };
@@ -181,6 +202,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await waitForLine(api, /kumo api listening/, 30_000);
     const apiUrl = `http://127.0.0.1:${options.apiPort}`;
 
+    // The OpenStack event source, when there is a broker to consume from.
+    if (amqpUrl) {
+      const events = launch('events', ...node('workers/events.ts'), env);
+      await waitForLine(events, /kumo events ready/, 30_000);
+    }
+
     return {
       apiUrl,
       simUrl,
@@ -188,6 +215,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       temporalUiUrl,
       chartRepoUrl,
       registryUrl,
+      amqpUrl,
+      rabbitmq,
       env,
       startWorker,
       worker: () => currentWorker?.child ?? null,

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../domain/config.js';
+import { redactAmqpUrl } from '../providers/amqp.js';
 import { startStack } from './stack.js';
 
 /**
@@ -24,6 +25,7 @@ async function main(): Promise<void> {
     sim: useSim,
     // A fixed port: function images are referred to by registry host and digest, so it must not move between starts.
     registryPort: Number(process.env.KUMO_REGISTRY_PORT ?? 5001),
+    rabbitmqPort: Number(process.env.KUMO_RABBITMQ_PORT ?? 5673),
     echo: process.env.KUMO_ECHO_LOGS === '1' ? process.stdout : undefined,
   });
   const lines = [
@@ -35,6 +37,7 @@ async function main(): Promise<void> {
     `  Temporal       ${stack.temporalAddress}`,
     `  Chart repo     ${stack.chartRepoUrl}   (the add-on catalog)`,
     `  OCI registry   ${stack.registryUrl ?? '(none: install the docker-registry package for the Function Service)'}`,
+    `  RabbitMQ       ${stack.amqpUrl ? `${redactAmqpUrl(stack.amqpUrl)}   (OpenStack notifications: queue ${config.KUMO_AMQP_QUEUE})` : '(none: the OpenStack event source is off; install rabbitmq-server or set KUMO_AMQP_URL)'}`,
     useSim ? `  Rancher (simulator) ${stack.simUrl}` : `  Rancher        ${config.RANCHER_URL}`,
     `  Data and logs  ${config.KUMO_DATA_DIR}/ (logs in ${config.KUMO_DATA_DIR}/logs/)`,
     '',

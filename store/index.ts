@@ -1,3 +1,4 @@
+import { EventStore } from './events.js';
 import type { AddonRecord, AddonState } from '../domain/addon.js';
 import type { AuditRecord, Role, TokenRecord } from '../domain/auth.js';
 import type { FunctionRecord, FunctionSettings, FunctionState } from '../domain/function.js';
@@ -132,7 +133,12 @@ const reusableStates: ClusterState[] = ['failed'];
  * operation. Runs live in Temporal; this keeps what must outlive its retention.
  */
 export class Store {
-  private constructor(private readonly db: Db) {}
+  /** Bindings, pipelines, events and their deliveries. */
+  readonly events: EventStore;
+
+  private constructor(private readonly db: Db) {
+    this.events = new EventStore(db);
+  }
 
   /** Opens the database named by `url` and brings its schema up to date. */
   static async open(url: string): Promise<Store> {

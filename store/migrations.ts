@@ -132,6 +132,65 @@ export const migrations: ReadonlyArray<{ version: number; name: string; sql: str
     name: 'operation inputs, for retries',
     sql: [`ALTER TABLE operations ADD COLUMN input TEXT`, `ALTER TABLE operations ADD COLUMN retry_of TEXT`],
   },
+  {
+    version: 7,
+    name: 'events: bindings, pipelines, received events, deliveries, function slots',
+    sql: [
+      `CREATE TABLE bindings (
+        name TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        schedule_id TEXT,
+        created_at TEXT NOT NULL
+      )`,
+      `CREATE TABLE pipelines (
+        name TEXT PRIMARY KEY,
+        description TEXT,
+        steps TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      )`,
+      `CREATE TABLE events (
+        key TEXT PRIMARY KEY,
+        ce_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        type TEXT NOT NULL,
+        event TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        trace TEXT NOT NULL,
+        status TEXT NOT NULL,
+        matched TEXT NOT NULL,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        received_at TEXT NOT NULL,
+        finished_at TEXT
+      )`,
+      `CREATE INDEX events_received ON events (received_at, key)`,
+      `CREATE INDEX events_ce_id ON events (ce_id)`,
+      `CREATE TABLE deliveries (
+        id TEXT PRIMARY KEY,
+        event_key TEXT NOT NULL,
+        binding TEXT,
+        target_kind TEXT NOT NULL,
+        target_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        last_error TEXT,
+        result TEXT,
+        invocation_id TEXT,
+        operation_id TEXT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT
+      )`,
+      `CREATE INDEX deliveries_event ON deliveries (event_key)`,
+      `CREATE INDEX deliveries_target ON deliveries (target_name, started_at)`,
+      `CREATE TABLE function_slots (
+        function_name TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        PRIMARY KEY (function_name, holder)
+      )`,
+    ],
+  },
 ];
 
 /**

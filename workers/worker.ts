@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createAddonActivities } from '../activities/addon.js';
 import { createClusterActivities } from '../activities/cluster.js';
+import { createEventActivities } from '../activities/event.js';
 import { createFunctionActivities } from '../activities/function.js';
 import type { Config } from '../domain/config.js';
 import { ProviderError } from '../domain/errors.js';
@@ -62,6 +63,7 @@ export async function createKumoWorker(options: {
         runtimeDir: fileURLToPath(new URL('../runtime/kumo_runtime', import.meta.url)),
         knativeFor: async (rancherId) => forgetOnUnauthorized(createKnativeClient(await kubeconfigs.get(rancherId), config.RANCHER_TIMEOUT_MS), () => kubeconfigs.forget(rancherId)),
       }),
+      ...createEventActivities({ store }),
     },
     ...(options.identity ? { identity: options.identity } : {}),
   });

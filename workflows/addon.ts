@@ -10,7 +10,6 @@ import {
   proxyActivities,
   setHandler,
   sleep,
-  uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
@@ -18,7 +17,7 @@ import type { AddonActivities, AddonInspection, ManagedAddon } from '../activiti
 import { planWaves, sameValues, type RolloutClusterProgress, type RolloutReport, type Wave } from '../domain/addon.js';
 import { clusterMutationWorkflowId, searchAttributes, type OperationKind, type Resume } from '../domain/operation.js';
 import { progressQuery } from './cluster.js';
-import { describeFailure, Steps } from './steps.js';
+import { describeFailure, newOperationId, Steps } from './steps.js';
 import { timeouts } from './timeouts.js';
 
 const store = proxyActivities<AddonActivities>(timeouts.store);
@@ -579,10 +578,6 @@ async function inParallel<T>(items: readonly T[], limit: number, mayStart: () =>
     );
   }
   await Promise.all(all);
-}
-
-function newOperationId(): string {
-  return `op-${uuid4().replace(/-/g, '').slice(0, 18)}`;
 }
 
 /** The root cause of a failed child or activity, in one line. */

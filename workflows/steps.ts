@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, isCancellation, TimeoutFailure } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, isCancellation, TimeoutFailure, uuid4 } from '@temporalio/workflow';
 import { isFailureType } from '../domain/errors.js';
 import type { OperationFailure, Progress, Resume, StepRecord } from '../domain/operation.js';
 
@@ -89,4 +89,9 @@ export function describeFailure(step: string | null, err: unknown): OperationFai
     return { step: where, type: 'Timeout', message: `activity timed out (${cause.timeoutType})`, attempts: 1 };
   }
   return { step: where, type: 'Internal', message: cause instanceof Error ? cause.message : String(cause), attempts: 1 };
+}
+
+/** A new operation id for an operation a workflow starts itself (deterministic: the SDK's seeded uuid4). */
+export function newOperationId(): string {
+  return `op-${uuid4().replace(/-/g, '').slice(0, 18)}`;
 }

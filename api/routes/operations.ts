@@ -1,3 +1,5 @@
+import type { RunPipelineInput } from '../../domain/event.js';
+import { startPipelineRun } from './events.js';
 import { OpenAPIHono, z } from '@hono/zod-openapi';
 import { WorkflowNotFoundError, type WorkflowExecutionDescription } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
@@ -141,6 +143,10 @@ export function operationRoutes(deps: ApiDeps) {
         throw refuse('changed-since', `function "${name}" changed meanwhile; try again`);
       }
       await start(deps, operation, workflowType, { ...input, operationId: operation.id, resume });
+      view = storedView(deps, (await deps.store.getOperation(operation.id)) ?? operation);
+    } else if (record.target.startsWith('pipeline/')) {
+      const run = input as unknown as RunPipelineInput;
+      const operation = await startPipelineRun(deps, { pipeline: run.pipeline, steps: run.steps, eventKey: run.eventKey, deliveryId: run.deliveryId, retryOf: id, resume });
       view = storedView(deps, (await deps.store.getOperation(operation.id)) ?? operation);
     } else {
       throw refuse('not-retryable', `operations on ${record.target} cannot be retried`);

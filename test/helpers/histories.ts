@@ -9,8 +9,8 @@ import { projectRoot, temporalCli } from '../../scripts/tools.js';
  * path of the recording machine is saved.
  */
 export function saveHistory(address: string, name: string, run: { workflowId: string; runId: string | null }): void {
-  if (process.env.KUMO_RECORD_HISTORIES !== '1' || !run.runId) return;
-  const json = execFileSync(temporalCli(), ['workflow', 'show', '--workflow-id', run.workflowId, '--run-id', run.runId, '--output', 'json', '--address', address], {
+  if (process.env.KUMO_RECORD_HISTORIES !== '1') return;
+  const json = execFileSync(temporalCli(), ['workflow', 'show', '--workflow-id', run.workflowId, ...(run.runId ? ['--run-id', run.runId] : []), '--output', 'json', '--address', address], {
     encoding: 'utf8',
   });
   writeFileSync(new URL(`../histories/${name}.json`, import.meta.url), json.split(projectRoot).join('./'));

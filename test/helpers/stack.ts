@@ -31,7 +31,7 @@ export interface TestStack extends Stack {
  * The `npm start` stack on free ports and a temporary data folder, with the
  * Temporal dev server persisting to SQLite (so a restart test can restart it).
  */
-export async function startTestStack(options: { dataDir?: string; ports?: TestStack['ports']; env?: Record<string, string> } = {}): Promise<TestStack> {
+export async function startTestStack(options: { dataDir?: string; ports?: TestStack['ports']; env?: Record<string, string>; rabbitmq?: boolean } = {}): Promise<TestStack> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'kumo-test-'));
   const ports = options.ports ?? { api: await freePort(), sim: await freePort(), temporal: await freePort() };
   // The first start of a data folder makes this the admin token; a restart on the same folder keeps it.
@@ -44,6 +44,8 @@ export async function startTestStack(options: { dataDir?: string; ports?: TestSt
     simPort: ports.sim,
     temporal: { mode: 'embedded', port: ports.temporal, uiPort: 0, ui: false, persist: true },
     sim: true,
+    // A broker only for the tests of the OpenStack event source: it costs seconds and memory.
+    rabbitmqPort: options.rabbitmq ? 0 : false,
     env: { ...fastTiming, KUMO_ADMIN_TOKEN: adminToken, ...options.env },
     ...(process.env.KUMO_TEST_ECHO ? { echo: process.stderr } : {}),
   });
