@@ -94,6 +94,8 @@ export interface RequestOptions {
   body?: unknown;
   /** A body sent as is, with Content-Type application/json. */
   raw?: string;
+  /** The body's Content-Type when it is not application/json (e.g. application/cloudevents+json). */
+  contentType?: string;
   /** Statuses >= 400 to return instead of throwing (e.g. an invocation's own error answers). */
   accept?: number[];
   timeoutMs?: number;
@@ -121,7 +123,7 @@ export class Client {
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let body: string | undefined = options.raw;
     if (options.body !== undefined) body = JSON.stringify(options.body);
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
     let response: Response;
     try {
       response = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(options.timeoutMs ?? 30_000) });

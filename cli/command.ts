@@ -94,6 +94,26 @@ export function readJsonFile(path: string, what: string): unknown {
   }
 }
 
+/**
+ * The JSON given with --data (as text) or --file (a JSON file, "-" for stdin), as
+ * compact JSON text; undefined when neither is given. Both, or bad JSON, is a usage error.
+ * @example dataText({ data: '{ "a": 1 }' }, 'the event') // '{"a":1}'
+ */
+export function dataText(flags: Flags, what: string): string | undefined {
+  const data = str(flags, 'data');
+  const file = str(flags, 'file');
+  if (data !== undefined && file !== undefined) throw usage(`give ${what} with --data or --file, not both`);
+  if (data !== undefined) {
+    try {
+      return JSON.stringify(JSON.parse(data));
+    } catch {
+      throw usage('--data is not valid JSON');
+    }
+  }
+  if (file !== undefined) return JSON.stringify(readJsonFile(file, `${what} file`));
+  return undefined;
+}
+
 /** `KEY=VALUE` pairs into an object; a pair without "=" is a usage error. */
 export function pairs(values: string[], flag: string): Record<string, string> {
   const out: Record<string, string> = {};

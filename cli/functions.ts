@@ -2,7 +2,8 @@
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { ApiError, CliError, exitCodes, seg } from './client.js';
-import { integer, list, pairs, readJsonFile, str, usage, waitOption, type Group } from './command.js';
+import { dataText, integer, list, pairs, str, usage, waitOption, type Group } from './command.js';
+import { attemptsText, deliveryStatuses, lastErrorText, type Delivery } from './events.js';
 import { afterStart, type Operation } from './ops.js';
 import { fields, json, relativeTime, table, timestamp } from './output.js';
 
@@ -12,6 +13,8 @@ interface FunctionView {
   handler: string;
   envNames: string[];
   concurrency: number;
+  /** Event deliveries running at once; 0 = no limit (absent from older APIs). */
+  eventConcurrency?: number;
   timeoutSeconds: number;
   minScale: number;
   maxScale: number;
@@ -95,6 +98,7 @@ export const functionsGroup: Group = {
             ['Runtime', fn.runtime],
             ['Handler', fn.handler],
             ['Concurrency', fn.concurrency === 0 ? '0 (no limit)' : fn.concurrency],
+            ['Event concurrency', fn.eventConcurrency === undefined ? null : fn.eventConcurrency === 0 ? '0 (no limit)' : fn.eventConcurrency],
             ['Timeout', `${fn.timeoutSeconds}s`],
             ['Scale', `${fn.minScale}..${fn.maxScale}`],
             ['Env', fn.envNames.join(', ') || null],
@@ -124,6 +128,7 @@ export const functionsGroup: Group = {
         handler: { type: 'string', arg: 'module.fn', help: 'the handler (default handler.handle)' },
         env: { type: 'string', multiple: true, arg: 'K=V', help: 'an environment variable (repeatable)' },
         concurrency: { type: 'string', arg: 'N', help: 'invocations one instance runs at once; 0 = no limit (default 0)' },
+        'event-concurrency': { type: 'string', arg: 'N', help: 'event deliveries (bindings, pipeline steps) running at once; the others wait their turn; 0 = no limit (default 0)' },
         timeout: { type: 'string', arg: 'S', help: 'seconds an invocation may run (default 30)' },
         'min-scale': { type: 'string', arg: 'N', help: 'instances kept running (default 0)' },
         'max-scale': { type: 'string', arg: 'N', help: 'most instances (default 10)' },
@@ -149,6 +154,7 @@ export const functionsGroup: Group = {
           handler: str(flags, 'handler'),
           ...(env.length ? { env: pairs(env, 'env') } : {}),
           concurrency: integer(str(flags, 'concurrency'), '--concurrency'),
+          eventConcurrency: integer(str(flags, 'event-concurrency'), '--event-concurrency'),
           timeoutSeconds: integer(str(flags, 'timeout'), '--timeout'),
           minScale: integer(str(flags, 'min-scale'), '--min-scale'),
           maxScale: integer(str(flags, 'max-scale'), '--max-scale'),
@@ -169,17 +175,7 @@ export const functionsGroup: Group = {
       },
       examples: ['kumo fn invoke hello --data \'{"name": "kumo"}\''],
       async run(ctx, [name], flags) {
-        const data = str(flags, 'data');
-        const file = str(flags, 'file');
-        if (data !== undefined && file !== undefined) throw usage('give the event with --data or --file, not both');
-        let event = 'null';
-        if (data !== undefined) {
-          try {
-            event = JSON.stringify(JSON.parse(data));
-          } catch {
-            throw usage('--data is not valid JSON');
-          }
-        } else if (file !== undefined) event = JSON.stringify(readJsonFile(file, 'the event file'));
+        const event = dataText(flags, 'the event') ?? 'null';
         const answer = await ctx.client.request<{ result?: unknown; invocationId?: string; durationMs?: number; error?: { type?: string; message?: string; exception?: string } }>(
           'POST',
           `/v1/functions/${seg(name!)}/invoke`,
@@ -203,6 +199,40 @@ export const functionsGroup: Group = {
         }
         ctx.print(json(body?.result ?? null));
         if (body?.invocationId) ctx.note(ctx.painter.dim(`invocation ${body.invocationId} in ${body.durationMs ?? '?'}ms`));
+        return exitCodes.ok;
+      },
+    },
+    {
+      name: 'invocations',
+      args: ['<name>'],
+      summary: "a function's invocations by events and pipelines (its deliveries), newest first",
+      options: {
+        status: { type: 'string', arg: 'S', help: `only deliveries with this status (${deliveryStatuses})` },
+        limit: { type: 'string', arg: 'N', help: 'show at most N (default 50, at most 500)' },
+      },
+      examples: ['kumo fn invocations on-vm-created --status dead-lettered'],
+      async run(ctx, [name], flags) {
+        const query = new URLSearchParams();
+        const status = str(flags, 'status');
+        const limit = integer(str(flags, 'limit'), '--limit');
+        if (status) query.set('status', status);
+        if (limit !== undefined) query.set('limit', String(limit));
+        const body = await ctx.client.get<{ items: Delivery[] }>(`/v1/functions/${seg(name!)}/invocations${query.toString() ? `?${query}` : ''}`);
+        if (ctx.output === 'json') {
+          ctx.print(json(body));
+          return exitCodes.ok;
+        }
+        if (!body.items.length) {
+          ctx.note('No invocations by events.');
+          return exitCodes.ok;
+        }
+        const now = Date.now();
+        ctx.print(
+          table(
+            ['EVENT', 'BINDING', 'STATUS', 'ATTEMPTS', 'STARTED', 'LAST ERROR'],
+            body.items.map((d) => [d.event, d.binding ?? (d.operation ? `pipeline run ${d.operation}` : '-'), ctx.painter.state(d.status), attemptsText(d), relativeTime(d.startedAt, now), lastErrorText(d.lastError)]),
+          ),
+        );
         return exitCodes.ok;
       },
     },

@@ -3,9 +3,9 @@
 const ansi = { reset: '\x1b[0m', bold: '\x1b[1m', dim: '\x1b[2m', red: '\x1b[31m', green: '\x1b[32m', yellow: '\x1b[33m', cyan: '\x1b[36m' } as const;
 type Tone = Exclude<keyof typeof ansi, 'reset'>;
 
-const good = new Set(['succeeded', 'active', 'deployed', 'ready', 'passed', 'upgraded', 'true', 'completed']);
-const busy = new Set(['running', 'pending', 'provisioning', 'updating', 'deploying', 'deleting', 'upgrading', 'paused', 'installing', 'removing', 'not-started', 'skipped']);
-const bad = new Set(['failed', 'cancelled', 'error', 'rolled-back', 'aborted', 'false', 'unavailable', 'degraded']);
+const good = new Set(['succeeded', 'active', 'deployed', 'ready', 'passed', 'upgraded', 'true', 'completed', 'delivered']);
+const busy = new Set(['running', 'pending', 'provisioning', 'updating', 'deploying', 'deleting', 'upgrading', 'paused', 'installing', 'removing', 'not-started', 'skipped', 'received', 'dispatched', 'waiting', 'retrying']);
+const bad = new Set(['failed', 'cancelled', 'error', 'rolled-back', 'aborted', 'false', 'unavailable', 'degraded', 'dead-lettered']);
 
 /** Writes text to the terminal, coloring states only when colors are on. */
 export class Painter {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { parsePool } from '../cli/clusters.js';
 import { setPath } from '../cli/command.js';
+import { bindingSpec } from '../cli/events.js';
 import { readSourceFiles } from '../cli/functions.js';
 import { groups, main } from '../cli/main.js';
 import { parseSince } from '../cli/ops.js';
@@ -66,6 +67,30 @@ describe('kumo CLI without an API', () => {
     assert.deepEqual(setPath(setPath({}, 'output.type=stdout'), 'replicas=2'), { output: { type: 'stdout' }, replicas: 2 });
     assert.deepEqual(parseWaves('1,10%,100%'), [1, '10%', '100%']);
     assert.equal(table(['NAME', 'STATE'], [['a', 'active'], ['long-name', 'failed']]), 'NAME       STATE\na          active\nlong-name  failed');
+  });
+
+  test('bindings, pipelines and events are groups; bindings create builds its spec from flags over a file', async () => {
+    for (const [name, alias] of [['bindings', 'binding'], ['pipelines', 'pipeline'], ['events', 'event']] as const) {
+      const help = await inProcess([alias, '--help']);
+      assert.equal(help.code, 0, show(help));
+      assert.match(help.stdout, new RegExp(`^kumo ${name}: `, 'm'));
+    }
+    assert.match((await inProcess(['fn', '--help'])).stdout, /^  invocations <name>/m);
+    assert.match((await inProcess(['fn', 'deploy', '--help'])).stdout, /--event-concurrency N/);
+    assert.deepEqual(bindingSpec('x', { function: 'f', source: 's', type: 't', attempts: '5' }), { name: 'x', function: 'f', source: 's', filter: { type: 't' }, delivery: { attempts: 5 } });
+    assert.deepEqual(bindingSpec('nightly', { pipeline: 'p', cron: '0 3 * * *' }), { name: 'nightly', pipeline: 'p', schedule: { cron: '0 3 * * *' } });
+    const dir = mkdtempSync(join(tmpdir(), 'kumo-cli-binding-'));
+    try {
+      const file = join(dir, 'binding.json');
+      writeFileSync(file, JSON.stringify({ name: 'a', function: 'f', filter: { typePrefix: 'x.', attributes: { subject: 'y' } } }));
+      assert.deepEqual(bindingSpec(undefined, { file, pipeline: 'p', type: 'x.y' }), { name: 'a', pipeline: 'p', filter: { type: 'x.y', attributes: { subject: 'y' } } });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    for (const args of [['bindings', 'create', 'x'], ['bindings', 'create', '--function', 'f'], ['bindings', 'create', 'x', '--function', 'f', '--pipeline', 'p'], ['bindings', 'create', 'x', '--function', 'f', '--cron', '@daily', '--every', '5m'], ['events', 'send', '--type', 't'], ['events', 'send', '--source', 's', '--type', 't', '--data', '{nope'], ['pipelines', 'apply']]) {
+      const run = await inProcess(args);
+      assert.equal(run.code, 2, `${args.join(' ')}: ${show(run)}`);
+    }
   });
 
   test('fn deploy reads every regular file but dotfiles, __pycache__ and *.pyc', () => {
@@ -258,5 +283,42 @@ describe('kumo CLI against the stack', () => {
     assert.ok(!entries.some((e) => e.actor === 'cli-viewer' && e.status < 400), 'the viewer changed nothing');
     const human = await kumo(['audit', 'ls', '--actor', 'admin'], env);
     assert.match(human.stdout, /POST \/v1\/clusters/);
+  });
+
+  test('events: ls on an empty stack, send (unmatched), get with its deliveries', async () => {
+    const empty = await kumo(['events', 'ls'], env);
+    assert.equal(empty.code, 0, show(empty));
+    assert.equal(empty.stdout, '');
+    assert.match(empty.stderr, /No events\./);
+
+    const sent = await kumo(['events', 'send', '--source', 's', '--type', 't', '--data', '{"a":1}'], env);
+    assert.equal(sent.code, 0, show(sent));
+    const match = /^event (evt-[0-9a-f]{32}) unmatched$/m.exec(sent.stdout);
+    assert.ok(match, show(sent));
+    const eventId = match[1]!;
+
+    const get = await kumo(['events', 'get', eventId], env);
+    assert.equal(get.code, 0, show(get));
+    assert.match(get.stdout, new RegExp(`^ID:\\s+${eventId}$`, 'm'));
+    assert.match(get.stdout, /^Source:\s+s$/m);
+    assert.match(get.stdout, /^Type:\s+t$/m);
+    assert.match(get.stdout, /^Status:\s+unmatched$/m);
+    assert.match(get.stdout, /"a": 1/);
+    assert.match(get.stdout, /^Deliveries\nnone: no binding matched$/m);
+
+    const listed = JSON.parse((await kumo(['-o', 'json', 'events', 'ls', '--source', 's'], env)).stdout);
+    assert.deepEqual(listed.items.map((e: { id: string }) => e.id), [eventId]);
+  });
+
+  test('bindings create with an unknown function is a 400 naming the field (exit 6); pipelines ls is empty', async () => {
+    const bad = await kumo(['bindings', 'create', 'x', '--function', 'nope'], env);
+    assert.equal(bad.code, 6, show(bad));
+    assert.match(bad.stderr, /\(400\)/);
+    assert.match(bad.stderr, /^\s+function: no function named "nope"$/m);
+
+    const pipelines = await kumo(['pipelines', 'ls'], env);
+    assert.equal(pipelines.code, 0, show(pipelines));
+    assert.equal(pipelines.stdout, '');
+    assert.match(pipelines.stderr, /No pipelines\./);
   });
 });
