@@ -201,6 +201,11 @@ describe('loadConfig', () => {
       KUMO_FUNCTIONS_NAMESPACE: 'functions',
       KUMO_BUILD_CACHE_DIR: '.data/build-cache',
       KUMO_FUNCTION_READY_TIMEOUT_S: 120,
+      KUMO_AMQP_BINDINGS: 'nova:notifications.*,cinder:notifications.*,neutron:notifications.*,glance:notifications.*,keystone:notifications.*,openstack:notifications.*',
+      KUMO_AMQP_QUEUE: 'kumo.notifications',
+      KUMO_AMQP_DEAD_LETTER_QUEUE: 'kumo.notifications.dead',
+      KUMO_AMQP_PREFETCH: 64,
+      KUMO_AMQP_DURABLE_EXCHANGES: 'false',
       KUMO_LOG_LEVEL: 'info',
       KUMO_DATA_DIR: '.data',
     });
