@@ -7,6 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { startStack, type Stack } from '../scripts/stack.js';
 import { freePort, temporalCli } from '../scripts/tools.js';
 import { benchFunctionBuild } from './build.js';
+import { benchDispatch } from './dispatch.js';
 import { benchFleet, defaultFleetSizes } from './fleet.js';
 import { childPids, PeakRss } from './memory.js';
 import { benchOverhead, type OverheadRow } from './overhead.js';
@@ -27,6 +28,8 @@ import { benchOverhead, type OverheadRow } from './overhead.js';
  * 4. Fleet scale (bench/fleet.ts): reading a seeded simulator's whole inventory.
  * 5. Function builds (bench/build.ts): a first build against a rebuild after a
  *    code-only change.
+ * 6. Event dispatch (bench/dispatch.ts): oslo notifications from RabbitMQ to
+ *    started dispatch workflows, against a bare consume-and-ack loop.
  */
 const env = (name: string, fallback: number): number => {
   const value = Number(process.env[name] ?? fallback);
@@ -46,6 +49,7 @@ const fleetSizes = process.env.BENCH_FLEET_SIZES
 const fleetConcurrency = env('BENCH_FLEET_CONCURRENCY', 8);
 const fleetReads = Math.max(1, env('BENCH_FLEET_READS', 3));
 const buildSamples = env('BENCH_BUILD_SAMPLES', 3);
+const dispatchNotifications = env('BENCH_DISPATCH_NOTIFICATIONS', 1000);
 const fleetProfile = Boolean(process.env.BENCH_FLEET_PROFILE);
 const benchToken = `kumo_bench_${randomBytes(16).toString('hex')}`;
 
@@ -116,6 +120,8 @@ async function main(): Promise<void> {
   if (profileDir) console.log(`[bench] simulator CPU profiles in ${profileDir}: node --import tsx bench/cpuprofile.ts ${profileDir}/*.cpuprofile`);
   progress('function build');
   const build = buildSamples > 0 ? await benchFunctionBuild(buildSamples) : null;
+  progress(`event dispatch (${dispatchNotifications} notifications)`);
+  const dispatch = dispatchNotifications > 0 ? await benchDispatch(dispatchNotifications) : null;
 
   for (const row of overhead) {
     rows.push(compare(`overhead N=${row.n}, median (ms)`, row.kumoMs, row.bareMs, 1, '≤ 1.3×', (ratio) => ratio <= 1.3));
@@ -143,6 +149,11 @@ async function main(): Promise<void> {
   if (build) {
     rows.push(compare('build first / rebuild (ms)', build.firstMs, build.rebuildMs, 0, '≥ 10×', (ratio) => ratio >= 10));
   }
+  if (dispatch) {
+    rows.push(compare('event dispatch (notifications/s)', dispatch.kumoPerSecond, dispatch.barePerSecond, 0, '≥ 0.5×', (ratio) => ratio >= 0.5));
+    rows.push(compare('event dispatch / bare workflow starts (per s)', dispatch.kumoPerSecond, dispatch.workflowStartsPerSecond, 0, '', null));
+    if (dispatch.eventsPeakRssBytes) memory.set('event source', dispatch.eventsPeakRssBytes);
+  }
   const largest = fleet[fleet.length - 1];
   if (largest?.simPeakRssBytes) memory.set(`sim (${largest.clusters}/${largest.nodes.toLocaleString('en')})`, largest.simPeakRssBytes);
   for (const [name, bytes] of memory) {
@@ -162,13 +173,14 @@ async function main(): Promise<void> {
   console.log(`\nKumo benchmarks — ${machine.cores} cores (${machine.cpu}), ${(machine.memoryBytes / 2 ** 30).toFixed(0)} GiB, Node ${machine.node}, ${machine.temporalCli}; ${minutes.toFixed(1)} min; load ${machine.loadAverage.start} → ${machine.loadAverage.end}\n`);
   printTable(rows);
   if (!build) console.log('\nfunction build: skipped (no docker-registry installed, or BENCH_BUILD_SAMPLES=0)');
+  if (!dispatch) console.log('\nevent dispatch: skipped (no rabbitmq-server installed, or BENCH_DISPATCH_NOTIFICATIONS=0)');
   if (drain) console.log(`\nworker memory window: ${drain.finished}/${drain.workflows} workflows queued on Kumo's task queue (the latency measure's cluster creations) finished in ${drain.seconds.toFixed(0)} s`);
 
   const result = {
     date: new Date().toISOString(),
     machine,
     minutes,
-    settings: { samples, overheadSamples, overheadSteps, drainSeconds, fleetSizes, fleetConcurrency, fleetReads, buildSamples },
+    settings: { samples, overheadSamples, overheadSteps, drainSeconds, fleetSizes, fleetConcurrency, fleetReads, buildSamples, dispatchNotifications },
     rows: rows.map(({ digits: _digits, ...row }) => row),
     overhead,
     startLatency: { samples, kumoP50: pct(latency.kumo, 50), bareP50: pct(latency.bare, 50), kumoP99: pct(latency.kumo, 99), bareP99: pct(latency.bare, 99) },
@@ -176,6 +188,7 @@ async function main(): Promise<void> {
     memory: Object.fromEntries(memory),
     drain,
     functionBuild: build ? { ...build, ratio: build.firstMs / build.rebuildMs } : null,
+    eventDispatch: dispatch ? { ...dispatch, ratio: dispatch.kumoPerSecond / dispatch.barePerSecond } : null,
   };
   mkdirSync(join('bench', 'results'), { recursive: true });
   const file = join('bench', 'results', `${result.date.slice(0, 10)}.json`);
