@@ -267,7 +267,7 @@ export const createAddonActivities = ({ store, catalog, helmFor, kubeFor, chartR
       }
       return out;
     },
-  });
+  }, { heartbeatEveryMs: 5_000 });
 };
 
 export type AddonActivities = ReturnType<typeof createAddonActivities>;

@@ -1,4 +1,4 @@
-import { activityInfo } from '@temporalio/activity';
+import { activityInfo, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { ProviderError } from '../domain/errors.js';
 
@@ -23,19 +23,37 @@ export function toFailure(err: unknown): Error {
   return ApplicationFailure.create({ type: 'Internal', message, nonRetryable: false, details: [{ attempt }] });
 }
 
-/** Wraps every function of an activity object so its errors go through {@link toFailure}. */
-export function classified<T extends Record<string, (...args: never[]) => Promise<unknown>>>(activities: T): T {
+/**
+ * Wraps every function of an activity object so its errors go through
+ * {@link toFailure}. With `heartbeatEveryMs`, each also heartbeats (without
+ * details) that often while it runs: a call to Helm or a cluster's API that
+ * dies with its worker is then retried after the heartbeat timeout, not after
+ * its whole start-to-close timeout. Only for activities that keep no progress
+ * in their heartbeat details.
+ */
+export function classified<T extends Record<string, (...args: never[]) => Promise<unknown>>>(activities: T, options: { heartbeatEveryMs?: number } = {}): T {
   const wrapped: Record<string, unknown> = {};
   for (const [name, fn] of Object.entries(activities)) {
     wrapped[name] = async (...args: never[]) => {
+      const beat = options.heartbeatEveryMs ? setInterval(safeHeartbeat, options.heartbeatEveryMs) : null;
       try {
         return await fn(...args);
       } catch (err) {
         throw toFailure(err);
+      } finally {
+        if (beat) clearInterval(beat);
       }
     };
   }
   return wrapped as T;
+}
+
+function safeHeartbeat(): void {
+  try {
+    heartbeat();
+  } catch {
+    // Not in an activity (a unit test calling the function directly).
+  }
 }
 
 function safeAttempt(): number {

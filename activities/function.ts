@@ -126,7 +126,7 @@ export const createFunctionActivities = ({ store, registry, pullHost, repoPrefix
     async forgetFunction({ name }: { name: string }): Promise<void> {
       await store.deleteFunction(name);
     },
-  });
+  }, { heartbeatEveryMs: 5_000 });
 };
 
 export type FunctionActivities = ReturnType<typeof createFunctionActivities>;

@@ -46,10 +46,11 @@ const kind = <T>(definition: TrialKind<T>): AnyKind => definition as unknown as 
 
 const minute = 60_000;
 /**
- * Helm activities have no heartbeat and a 4-minute start-to-close timeout, so one
- * in flight when the worker dies is only retried 4 minutes later: allow for it.
+ * Helm and Knative activities heartbeat (30 s timeout), so one in flight when the
+ * worker dies is retried within about half a minute; the rest of the bound is the
+ * add-on's own health wait and Helm's retries.
  */
-const helmEndTimeoutMs = 9 * minute;
+const helmEndTimeoutMs = 6 * minute;
 
 const verdict = (): Verdict => ({ duplicates: [], problems: [] });
 const merge = (into: Verdict, from: Verdict): Verdict => {
@@ -600,7 +601,7 @@ function noRegistry(chaos: Chaos): string | null {
 }
 
 /** The cluster functions run on (KUMO_FUNCTIONS_CLUSTER), created once. */
-async function ensureFunctionsCluster(chaos: Chaos): Promise<string> {
+export async function ensureFunctionsCluster(chaos: Chaos): Promise<string> {
   const name = chaos.stack.env.KUMO_FUNCTIONS_CLUSTER ?? 'functions';
   const view = await chaos.cluster(name);
   if (view?.state === 'active') return view.rancher.id as string;
@@ -615,7 +616,7 @@ async function ensureFunctionsCluster(chaos: Chaos): Promise<string> {
 }
 
 /** A function's source, different every time, so every deploy pushes a manifest of its own. */
-function functionSource(name: string) {
+export function functionSource(name: string) {
   const nonce = randomBytes(6).toString('hex');
   return { name, source: { files: { 'handler.py': `def handle(event, context):\n    return {"function": "${name}", "build": "${nonce}"}\n` } }, concurrency: 1, timeoutSeconds: 10 };
 }

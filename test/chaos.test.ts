@@ -11,8 +11,8 @@ import { startTestStack, type TestStack } from './helpers/stack.js';
  * of the worker a random delay into each. Every one must succeed, and Rancher
  * must show exactly one cluster per name and `quantity` live nodes per pool.
  *
- * (Add-on and function operations are left to `npm run chaos`: a kill during one
- * of their Helm calls costs the 4-minute timeout of that activity.)
+ * (Add-on and function operations are left to `npm run chaos`, which has the time
+ * for their Helm calls and health waits.)
  */
 describe('chaos: kill -9 at a random point (bounded)', () => {
   let stack: TestStack;

@@ -18,9 +18,13 @@ export const timeouts = {
     startToCloseTimeout: '10s',
     retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 30, nonRetryableErrorTypes },
   },
-  /** One Helm command or a read of a cluster's API: retried with backoff for a few minutes (a pending release clears). */
+  /**
+   * One Helm command or a call to a cluster's API: retried with backoff for a few minutes (a pending release clears).
+   * The activity heartbeats while it runs, so a worker that dies mid-call is noticed within 30 s, not 4 minutes.
+   */
   helmCall: {
     startToCloseTimeout: '4m',
+    heartbeatTimeout: '30s',
     retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes },
   },
   /** A build step (pip, packing layers, pushing to the registry): long, heartbeating, retried a few times. */
