@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { startTestStack, type TestStack } from '../test/helpers/stack.js';
 import { Chaos, chaosEnv } from './context.js';
 import { formatTable, isBroken, judge, newRow, runKillTrials, type Row } from './engine.js';
-import { eventsRow, runFaults, runTemporalRestart } from './scenarios.js';
+import { runBrokerRestart, runFaults, runTemporalRestart } from './scenarios.js';
 import { killKinds } from './trials.js';
 
 /**
@@ -18,7 +18,7 @@ import { killKinds } from './trials.js';
  *
  *   CHAOS_TRIALS=3        trials per workflow type (default 20)
  *   CHAOS_CONCURRENCY=2   at most this many operations per wave (default: each kind's own)
- *   CHAOS_ONLY=createCluster,restart,faults   only these rows (kind names, `restart`, `faults`)
+ *   CHAOS_ONLY=createCluster,restart,faults   only these rows (kind names, `restart`, `faults`, `broker`)
  *   CHAOS_KEEP_DATA=1     keep the stack's data folder (its logs) afterwards
  *   CHAOS_CALIBRATE=1     instead: run one operation of each kind undisturbed and print how long
  *                         it takes (what each kind's maxDelayMs should be about)
@@ -76,7 +76,7 @@ async function main(): Promise<number> {
     // Kumo's processes keep their temporary files in the data folder, so what a killed worker leaves behind can be counted.
     const tmp = join(dataDir, 'tmp');
     mkdirSync(tmp, { recursive: true });
-    stack = await startTestStack({ dataDir, env: { ...chaosEnv, TMPDIR: tmp } });
+    stack = await startTestStack({ dataDir, rabbitmq: true, env: { ...chaosEnv, TMPDIR: tmp } });
     chaos = new Chaos(stack);
     if (process.env.CHAOS_CALIBRATE === '1') {
       await calibrate(chaos);
@@ -102,7 +102,10 @@ async function main(): Promise<number> {
       chaos.log('50 operations under 30% transient faults');
       rows.push(await runFaults(chaos));
     }
-    rows.push(eventsRow());
+    if (wanted('broker')) {
+      chaos.log('restarting RabbitMQ in the middle of 1,000 notifications');
+      rows.push(await runBrokerRestart(chaos));
+    }
     leftovers = leftKubeconfigs(tmp);
     if (chaos.unexpectedWorkerExits.length) console.error(`[chaos] the worker exited on its own: ${chaos.unexpectedWorkerExits.join('; ')}`);
   } catch (err) {

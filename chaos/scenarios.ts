@@ -1,6 +1,7 @@
 import { Chaos } from './context.js';
 import { finishNotes, judge, newRow, runWave, type Row, type WaveItem } from './engine.js';
-import { applyAddon, createCluster, ensureFleet, replaceNode, scaleAny, scaleUp, takeSnapshot, updateCluster, type AnyKind } from './trials.js';
+import { osloNotification, ReliablePublisher, waitForConsumer } from '../test/helpers/amqp.js';
+import { applyAddon, createCluster, ensureFleet, ensureFunctionsCluster, functionSource, replaceNode, scaleAny, scaleUp, takeSnapshot, updateCluster, type AnyKind } from './trials.js';
 
 /**
  * The disruptions that are not a worker kill: the Temporal dev server restarted
@@ -98,9 +99,103 @@ export async function runFaults(chaos: Chaos, options: { errorRate?: number; con
   return row;
 }
 
-/** Operations on events (RabbitMQ, cron, alerts) do not exist yet. */
-export function eventsRow(): Row {
-  return { ...newRow('events under faults'), notApplicable: 'n/a: no event sources yet' };
+/**
+ * 1,000 oslo notifications published to the real RabbitMQ while the broker is
+ * restarted in the middle (a clean stop and start, with Kumo's consumer
+ * connected and messages in flight), the publisher sending again whatever the
+ * broker did not confirm, as oslo.messaging does. Every notification must become
+ * exactly one event delivered to the bound function (0 lost), and the function
+ * must have run once per notification (0 dispatched twice), redeliveries being
+ * recognised by their message_id.
+ */
+export async function runBrokerRestart(chaos: Chaos, total = 1000): Promise<Row> {
+  const row = newRow(`RabbitMQ restart mid ${total.toLocaleString('en')} notifications`);
+  const broker = chaos.stack.rabbitmq;
+  if (!broker || !chaos.stack.amqpUrl) return { ...row, notApplicable: 'n/a: no RabbitMQ (rabbitmq-server is not installed), the OpenStack event source is off' };
+  if (!chaos.stack.registryUrl) return { ...row, notApplicable: 'n/a: no OCI registry, so no function to deliver to' };
+  const startedAt = Date.now();
+  const fn = 'chaos-events';
+  try {
+    const clusterId = await ensureFunctionsCluster(chaos);
+    if ((await chaos.stack.api(`/v1/functions/${fn}`)).status !== 200) await chaos.mustSucceed(await chaos.startOperation('POST', '/v1/functions', functionSource(fn)), `deploying ${fn}`);
+    if ((await chaos.stack.api('/v1/bindings/chaos-events')).status !== 200) {
+      const created = await chaos.stack.api('/v1/bindings', { body: { name: 'chaos-events', function: fn, source: 'openstack/nova', filter: { type: 'compute.instance.create.end' } } });
+      if (created.status !== 201) throw new Error(`the binding could not be created: ${created.status} ${JSON.stringify(created.body)}`);
+    }
+    await waitForConsumer(chaos.stack.amqpUrl, chaos.stack.env.KUMO_AMQP_QUEUE ?? 'kumo.notifications');
+    const messages = Array.from({ length: total }, (_, i) => osloNotification('compute.instance.create.end', { instance_id: `vm-${i}`, state: 'active' }));
+    const ids = new Set(messages.map((m) => m.messageId));
+    const sender = new ReliablePublisher(chaos.stack.amqpUrl);
+    try {
+      for (const [i, message] of messages.entries()) {
+        if (i === total / 2) {
+          chaos.log('broker: stopping RabbitMQ mid-stream');
+          await broker.stop();
+          await broker.start();
+          chaos.log('broker: started again');
+        }
+        await sender.send('nova', 'notifications.info', message.body);
+      }
+    } finally {
+      await sender.close();
+    }
+    row.runs = total;
+
+    // Every event delivered, within a bound: the ones that are not are stuck.
+    const deadline = Date.now() + 10 * 60_000;
+    let events = new Map<string, { status: string; duplicates: number }>();
+    for (;;) {
+      events = await eventsBySource(chaos, 'openstack/nova', ids);
+      const settled = [...events.values()].filter((e) => e.status === 'delivered' || e.status === 'failed').length;
+      if (settled === total || Date.now() > deadline) break;
+      await new Promise((done) => setTimeout(done, 2000));
+    }
+    const lost = [...ids].filter((id) => !events.has(id)).length;
+    row.completed = [...events.values()].filter((e) => e.status === 'delivered').length;
+    row.failedTyped = [...events.values()].filter((e) => e.status === 'failed').length;
+    row.stuck = total - lost - row.completed - row.failedTyped;
+    const recognised = [...events.values()].reduce((sum, e) => sum + e.duplicates, 0);
+
+    const revision = (await chaos.stack.api(`/v1/functions/${fn}`)).body.revision as string;
+    const { lines } = (await chaos.stack.sim(`/admin/clusters/${clusterId}/knative/functions/${revision}/logs?tail=1000000`)) as { lines: string[] };
+    const runs = new Map<string, number>();
+    for (const line of lines) {
+      try {
+        const record = JSON.parse(line) as { msg?: string; ceId?: string };
+        if (record.msg === 'invocation.start' && record.ceId && ids.has(record.ceId)) runs.set(record.ceId, (runs.get(record.ceId) ?? 0) + 1);
+      } catch {
+        // not a log record
+      }
+    }
+    row.duplicates = [...runs.values()].filter((n) => n > 1).length;
+    if (lost) row.problems.push(`${lost} notification(s) lost: no event recorded`);
+    if (row.stuck) row.problems.push(`${row.stuck} event(s) not delivered within 10 minutes`);
+    if (row.failedTyped) row.problems.push(`${row.failedTyped} event(s) failed delivery`);
+    if (row.duplicates) row.problems.push(`${row.duplicates} notification(s) ran the function more than once`);
+    const ran = [...runs.values()].filter((n) => n >= 1).length;
+    if (ran !== row.completed) row.problems.push(`the function ran for ${ran} notifications, ${row.completed} events are delivered`);
+    row.notes.push(`${recognised} redeliveries recognised, 0 dispatched again`, `lost ${lost}`);
+  } catch (err) {
+    row.problems.push(`the scenario could not run: ${errorText(err)}`);
+  }
+  row.ms = Date.now() - startedAt;
+  finishNotes(row);
+  return row;
+}
+
+/** The events of one source whose CloudEvent ids are among `ids`, by id. */
+async function eventsBySource(chaos: Chaos, source: string, ids: Set<string>): Promise<Map<string, { status: string; duplicates: number }>> {
+  const out = new Map<string, { status: string; duplicates: number }>();
+  let cursor: string | null = null;
+  do {
+    const page = (await chaos.stack.api(`/v1/events?source=${encodeURIComponent(source)}&limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)).body as {
+      items: Array<{ cloudEvent: { id: string }; status: string; duplicates: number }>;
+      nextCursor: string | null;
+    };
+    for (const item of page.items) if (ids.has(item.cloudEvent.id)) out.set(item.cloudEvent.id, { status: item.status, duplicates: item.duplicates });
+    cursor = page.nextCursor;
+  } while (cursor);
+  return out;
 }
 
 /** Runs at most `n` of the given tasks at once. */

@@ -693,6 +693,52 @@ export const deleteFunction = kind<{ fn: string }>({
   },
 });
 
+// ---------------------------------------------------------------------------
+// Pipelines: a run is an operation; its steps invoke functions through events' delivery
+// ---------------------------------------------------------------------------
+
+const pipelineFunctions: Record<string, string> = {
+  'chaos-add': 'import time\ndef handle(event, context):\n    time.sleep(0.3)\n    return {"n": event["n"] + 1}\n',
+  'chaos-double': 'import time\ndef handle(event, context):\n    time.sleep(0.3)\n    return {"n": event["n"] * 2}\n',
+};
+
+/** The functions and the pipeline `chaos-math` (add one, double, add one), made once. */
+async function ensurePipeline(chaos: Chaos): Promise<void> {
+  await ensureFunctionsCluster(chaos);
+  for (const [fn, code] of Object.entries(pipelineFunctions)) {
+    if (await functionExists(chaos, fn)) continue;
+    await chaos.mustSucceed(await chaos.startOperation('POST', '/v1/functions', { name: fn, source: { files: { 'handler.py': code } }, timeoutSeconds: 10 }), `deploying ${fn}`);
+  }
+  const pipeline = await chaos.stack.api('/v1/pipelines/chaos-math', {
+    method: 'PUT',
+    body: { name: 'chaos-math', steps: ['chaos-add', 'chaos-double', 'chaos-add'], delivery: { attempts: 5, backoffSeconds: 0.5, maxBackoffSeconds: 2 } },
+  });
+  if (pipeline.status !== 200 && pipeline.status !== 201) throw new Error(`the pipeline could not be made: ${pipeline.status} ${JSON.stringify(pipeline.body)}`);
+}
+
+export const runPipeline = kind<{ n: number }>({
+  name: 'runPipeline',
+  workflow: 'runPipeline',
+  unavailable: noRegistry,
+  concurrency: 6,
+  maxDelayMs: 1500,
+  endTimeoutMs: 3 * minute,
+  async prepare(chaos, slots) {
+    await ensurePipeline(chaos);
+    return slots.map((slot) => ({ n: slot }));
+  },
+  start: (chaos, { n }) => chaos.startOperation('POST', '/v1/pipelines/chaos-math/runs', { n }),
+  async check(_chaos, { n }, operation) {
+    const out = verdict();
+    if (operation.status !== 'succeeded') return out;
+    const output = (operation.result as { output?: { n?: number } } | undefined)?.output?.n;
+    if (output !== (n + 1) * 2 + 1) out.problems.push(`run ${operation.id} for n=${n}: output ${JSON.stringify(output)}, expected ${(n + 1) * 2 + 1}`);
+    const notDone = operation.steps.filter((step) => step.status !== 'succeeded');
+    if (notDone.length) out.problems.push(`run ${operation.id}: steps ${notDone.map((step) => `${step.name} ${step.status}`).join(', ')} after it succeeded`);
+    return out;
+  },
+});
+
 /**
  * The kill -9 trials, in the order they run: each leaves the fleet as the next
  * expects it (created, upgraded, snapshotted, restored, scaled, add-ons on, …,
@@ -711,6 +757,7 @@ export const killKinds: AnyKind[] = [
   reconcileAddons,
   removeAddon,
   deployFunction,
+  runPipeline,
   deleteFunction,
   deleteCluster,
 ];
