@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { rabbitmqBinary } from '../scripts/rabbitmq.js';
+import { osloNotification, ReliablePublisher, waitForConsumer } from './helpers/amqp.js';
 import { recordHistory, startTestStack, waitForOperation, type TestStack } from './helpers/stack.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -47,23 +47,7 @@ describe('events', { skip }, () => {
       }
     });
   }
-  const oslo = (eventType: string, payload: unknown, messageId: string = randomUUID()) => ({
-    messageId,
-    body: JSON.stringify({
-      'oslo.version': '2.0',
-      'oslo.message': JSON.stringify({
-        message_id: messageId,
-        publisher_id: 'compute.cmp-01',
-        event_type: eventType,
-        priority: 'INFO',
-        timestamp: '2026-11-30 10:00:00.000001',
-        payload,
-        _context_request_id: 'req-1',
-        _context_project_id: 'proj-1',
-        _context_auth_token: 'gAAAAA-oslo-context-token-must-not-leak',
-      }),
-    }),
-  });
+  const oslo = osloNotification;
   async function publish(exchange: string, body: string): Promise<void> {
     publisher.publish(exchange, 'notifications.info', Buffer.from(body), { persistent: true, contentType: 'application/json' });
     await publisher.waitForConfirms();
@@ -91,17 +75,7 @@ describe('events', { skip }, () => {
     broker.on('error', () => undefined);
     publisher = await broker.createConfirmChannel();
     // Kumo's consumer declares the exchanges and its queue: wait until it consumes.
-    await until('the consumer on kumo.notifications', async () => {
-      const probe = await broker.createChannel();
-      probe.on('error', () => undefined);
-      try {
-        return (await probe.checkQueue('kumo.notifications')).consumerCount >= 1;
-      } catch {
-        return false;
-      } finally {
-        await probe.close().catch(() => undefined);
-      }
-    }, 30_000);
+    await waitForConsumer(stack.amqpUrl!, 'kumo.notifications');
   });
   after(async () => {
     broker?.on('error', () => undefined);
@@ -184,36 +158,8 @@ describe('events', { skip }, () => {
     const messages = Array.from({ length: total }, (_, i) => oslo('volume.create.end', { volume_id: `vol-${i}`, size: i }));
     const malformed = ['not json at all', JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify({ message_id: 'no-type', payload: {} }) }), JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': '{broken' })];
 
-    // A publisher that, like oslo, republishes what the broker did not confirm.
-    let connection = null as ChannelModel | null;
-    let channel = null as ConfirmChannel | null;
-    const reconnect = async () => {
-      await connection?.close().catch(() => undefined);
-      connection = await amqp.connect(stack.amqpUrl!);
-      connection.on('error', () => undefined);
-      channel = await connection.createConfirmChannel();
-      channel.on('error', () => undefined);
-      const closed = () => {
-        channel = null;
-      };
-      connection.on('close', closed);
-      channel.on('close', closed);
-    };
-    const send = async (body: string) => {
-      for (let attempt = 0; attempt < 150; attempt++) {
-        try {
-          if (!channel) await reconnect();
-          channel!.publish('cinder', 'notifications.info', Buffer.from(body), { persistent: true });
-          let timer: NodeJS.Timeout | undefined;
-          await Promise.race([channel!.waitForConfirms(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no confirm within 5 s')), 5000)))]).finally(() => clearTimeout(timer));
-          return;
-        } catch {
-          channel = null;
-          await new Promise((done) => setTimeout(done, 200));
-        }
-      }
-      throw new Error('could not publish within 150 attempts');
-    };
+    const sender = new ReliablePublisher(stack.amqpUrl!);
+    const send = (body: string) => sender.send('cinder', 'notifications.info', body);
     const half = total / 2;
     for (const message of messages.slice(0, half)) await send(message.body);
     await send(malformed[0]!);
@@ -222,8 +168,9 @@ describe('events', { skip }, () => {
     await stack.rabbitmq!.start();
     for (const message of messages.slice(half)) await send(message.body);
     for (const body of malformed.slice(1)) await send(body);
-    await connection?.close().catch(() => undefined);
+    await sender.close();
     broker = await amqp.connect(stack.amqpUrl!);
+    broker.on('error', () => undefined);
     publisher = await broker.createConfirmChannel();
 
     const ids = new Set(messages.map((m) => m.messageId));
