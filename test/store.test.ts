@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
+import { BindingSpecSchema } from '../domain/event.js';
 import pg from 'pg';
 import type { ClusterRecord } from '../domain/cluster.js';
 import type { OperationKind, OperationRecord, OperationStatus } from '../domain/operation.js';
@@ -571,6 +572,70 @@ function storeBehaviour(factory: StoreFactory): void {
     await store.setOperationResult('op-fleet', { state: 'succeeded', clusters: [{ clusterId: 'owner' }] });
     assert.deepEqual((await store.getOperation('op-fleet'))?.result, { state: 'succeeded', clusters: [{ clusterId: 'owner' }] });
     assert.equal((await store.getOperation('op-child'))?.result, undefined);
+  });
+
+  test('events: a second arrival is a duplicate, matches and deliveries are recorded, lists page newest first', async (t) => {
+    const opened = await freshStore(t);
+    if (!opened) return;
+    const events = opened.store.events;
+    const binding = BindingSpecSchema.parse({ name: 'b1', function: 'f1', source: 'openstack/*' });
+    assert.equal(await events.createBinding(binding, '2026-01-01T00:00:00.000Z'), true);
+    assert.equal(await events.createBinding(binding, '2026-01-01T00:00:00.000Z'), false, 'one binding per name');
+    assert.equal((await events.getBinding('b1'))?.source, 'openstack/*');
+    assert.deepEqual((await events.listBindings({ function: 'f1' })).map((b) => b.name), ['b1']);
+
+    const event = (id: string) => ({ specversion: '1.0' as const, id, source: 'openstack/nova', type: 't', time: '2026-01-01T00:00:00.000Z', data: { n: 1 } });
+    const receive = (id: string, at: string) => events.receiveEvent({ key: `evt-${id.padStart(32, '0')}`, event: event(id), origin: 'openstack', trace: { exchange: 'nova' }, receivedAt: at });
+    const first = await receive('1', '2026-01-01T00:00:01.000Z');
+    assert.equal(first.isNew, true);
+    const again = await receive('1', '2026-01-01T00:00:09.000Z');
+    assert.equal(again.isNew, false);
+    assert.equal(again.record.duplicates, 1);
+    assert.equal(again.record.receivedAt, '2026-01-01T00:00:01.000Z', 'the first arrival is kept');
+    for (let i = 2; i <= 5; i++) await receive(String(i), `2026-01-01T00:00:0${i}.000Z`);
+
+    const key = first.record.key;
+    await events.setEventMatched(key, 'received', [{ binding: 'b1', target: { kind: 'function', name: 'f1' }, policy: binding.delivery }]);
+    await events.markDispatched(key);
+    await events.startDelivery({ id: `${key}/b1`, eventKey: key, binding: 'b1', target: { kind: 'function', name: 'f1' }, maxAttempts: 3, startedAt: '2026-01-01T00:00:02.000Z' });
+    await events.startDelivery({ id: `${key}/b1`, eventKey: key, binding: 'b1', target: { kind: 'function', name: 'f1' }, maxAttempts: 9, startedAt: '2026-01-01T00:00:03.000Z' });
+    await events.updateDelivery(`${key}/b1`, { status: 'succeeded', attempts: 2, result: { ok: true }, finishedAt: '2026-01-01T00:00:04.000Z' });
+    await events.finishEvent(key, 'delivered', '2026-01-01T00:00:04.000Z');
+    const stored = await events.getEvent(key);
+    assert.equal(stored?.status, 'delivered');
+    assert.equal(stored?.matched[0]?.binding, 'b1');
+    const [delivery] = await events.deliveriesOf(key);
+    assert.deepEqual([delivery?.status, delivery?.attempts, delivery?.maxAttempts, delivery?.result], ['succeeded', 2, 3, { ok: true }]);
+    assert.equal((await events.invocationsOf('f1', { limit: 10 })).length, 1);
+    await events.markDispatched(key);
+    assert.equal((await events.getEvent(key))?.status, 'delivered', 'a late markDispatched does not undo the end');
+
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await events.listEvents({ limit: 2, ...(cursor ? { cursor } : {}) });
+      seen.push(...page.items.map((e) => e.event.id));
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    assert.deepEqual(seen, ['5', '4', '3', '2', '1']);
+    const counts = await events.eventCounts();
+    assert.equal(counts.reduce((sum, row) => sum + row.count, 0), 5);
+    assert.equal(counts.reduce((sum, row) => sum + row.duplicates, 0), 1);
+  });
+
+  test('function slots: at most the limit held at once, a holder keeps its slot, expired slots free themselves', async (t) => {
+    const opened = await freshStore(t);
+    if (!opened) return;
+    const events = opened.store.events;
+    const now = new Date('2026-01-01T00:00:00.000Z');
+    const results = await Promise.all(['a', 'b', 'c', 'd'].map((holder) => events.acquireSlot('fn', holder, 2, 60, now)));
+    assert.equal(results.filter(Boolean).length, 2, 'two of four get a slot');
+    const holder = ['a', 'b', 'c', 'd'][results.indexOf(true)]!;
+    assert.equal(await events.acquireSlot('fn', holder, 2, 60, now), true, 'asking again keeps it');
+    await events.releaseSlot('fn', holder);
+    assert.equal(await events.acquireSlot('fn', 'e', 2, 60, now), true, 'a released slot is taken');
+    assert.equal(await events.acquireSlot('fn', 'f', 2, 60, now), false);
+    assert.equal(await events.acquireSlot('fn', 'f', 2, 60, new Date(now.getTime() + 61_000)), true, 'slots whose holders vanished expire');
   });
 
   test(
