@@ -214,6 +214,13 @@ describe('events', { skip }, () => {
     assert.equal(again.body.event.id, structured.body.event.id);
     const binary = await stack.api('/v1/events', { raw: 'plain text data', headers: { 'content-type': 'text/plain', 'ce-specversion': '1.0', 'ce-id': 'b-2', 'ce-source': 'ci/main', 'ce-type': 'com.example.build.started' } });
     assert.equal(binary.status, 202, JSON.stringify(binary.body));
+    // application/cloudevents+json is structured mode even with ce-* headers along.
+    const mixed = await stack.api('/v1/events', {
+      raw: JSON.stringify({ specversion: '1.0', id: 'b-3', source: 'ci/main', type: 'com.example.build.finished', data: { mixed: true } }),
+      headers: { 'content-type': 'application/cloudevents+json', 'ce-specversion': '1.0', 'ce-id': 'other', 'ce-source': 'other', 'ce-type': 'other' },
+    });
+    assert.equal(mixed.status, 202, JSON.stringify(mixed.body));
+    assert.equal(mixed.body.event.cloudEvent.id, 'b-3');
     const first = await settled(structured.body.event.id);
     const second = await settled(binary.body.event.id);
     assert.equal(first.status, 'delivered');

@@ -413,7 +413,9 @@ export function eventRoutes(deps: ApiDeps) {
     const headers = c.req.header();
     const text = await c.req.text();
     let event: CloudEvent;
-    if (headers['ce-specversion'] !== undefined) {
+    // The content type says structured mode (CloudEvents' HTTP binding), whatever ce-* headers come along.
+    const structured = /^application\/cloudevents\+json\b/i.test(headers['content-type'] ?? '');
+    if (!structured && headers['ce-specversion'] !== undefined) {
       const parsed = eventFromBinary(headers, text, receivedAt);
       if ('field' in parsed) throw fieldProblem(parsed.field, parsed.message, parsed.field === 'body' ? 'body' : 'header');
       event = parsed.event;
