@@ -131,11 +131,11 @@ export const createClusterActivities = ({ rancher, store, kubeFor, pollIntervalM
       const started = activityInfo().scheduledTimestampMs ?? Date.now();
       const deadline = started + timeoutSeconds * 1000;
       let lastDetail = '';
-      let consecutiveErrors = 0;
+      const errors = transientPollErrors();
       for (;;) {
         try {
           const [cluster, nodes, pools] = await Promise.all([rancher.getCluster(rancherId), rancher.listNodes(rancherId), rancher.listNodePools(rancherId)]);
-          consecutiveErrors = 0;
+          errors.cleared();
           const inventory = toInventory(nodes, pools);
           const ready = inventory.filter((node) => node.ready).length;
           const detail = `cluster ${cluster.state}; ${ready}/${expectedNodes} nodes ready`;
@@ -157,10 +157,7 @@ export const createClusterActivities = ({ rancher, store, kubeFor, pollIntervalM
             );
           }
         } catch (err) {
-          if (!(err instanceof ProviderError) || !err.retryable) throw err;
-          consecutiveErrors++;
-          heartbeat({ detail: lastDetail, error: err.message });
-          if (consecutiveErrors >= 10) throw err;
+          errors.failed(err, lastDetail);
         }
         await context.sleep(pollIntervalMs);
       }
@@ -338,14 +335,25 @@ export const createClusterActivities = ({ rancher, store, kubeFor, pollIntervalM
 
     /**
      * Waits until a pool has `quantity` ready nodes, none of them one of `goneNodeIds`,
-     * and those are gone from Rancher. Heartbeats each poll.
+     * and those are gone from Rancher. Heartbeats each poll; transient poll errors
+     * are tolerated for a while, as in waitUntilActive.
      */
     async waitForPool(input: { operationId: string; clusterId: string; rancherId: string; poolRancherId: string; quantity: number; goneNodeIds: string[]; timeoutSeconds: number }): Promise<{ nodes: string[] }> {
       const context = Context.current();
       const deadline = Date.now() + input.timeoutSeconds * 1000;
       let lastDetail = '';
+      const errors = transientPollErrors();
       for (;;) {
-        const [nodes, pools] = await Promise.all([rancher.listNodes(input.rancherId), rancher.listNodePools(input.rancherId)]);
+        let nodes: RancherNode[];
+        let pools: RancherNodePool[];
+        try {
+          [nodes, pools] = await Promise.all([rancher.listNodes(input.rancherId), rancher.listNodePools(input.rancherId)]);
+          errors.cleared();
+        } catch (err) {
+          errors.failed(err, lastDetail);
+          await context.sleep(pollIntervalMs);
+          continue;
+        }
         const inPool = nodes.filter((node) => node.nodePoolId === input.poolRancherId);
         const live = inPool.filter((node) => node.state !== 'removing');
         const ready = live.filter((node) => isNodeReady(node) && !input.goneNodeIds.includes(node.id));
@@ -619,4 +627,24 @@ function toInventory(nodes: RancherNode[], pools: RancherNodePool[]): NodeRecord
       };
     })
     .sort((a, b) => a.hostname.localeCompare(b.hostname));
+}
+
+/**
+ * Transient errors of a long wait's polls: each is heartbeated and the wait goes
+ * on; a non-transient one, or the tenth in a row, ends the attempt (the
+ * activity's retry policy takes over from there).
+ */
+function transientPollErrors(limit = 10) {
+  let consecutive = 0;
+  return {
+    cleared(): void {
+      consecutive = 0;
+    },
+    failed(err: unknown, lastDetail: string): void {
+      if (!(err instanceof ProviderError) || !err.retryable) throw err;
+      consecutive++;
+      heartbeat({ detail: lastDetail, error: err.message });
+      if (consecutive >= limit) throw err;
+    },
+  };
 }
