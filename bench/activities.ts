@@ -1,5 +1,5 @@
 import { classified } from '../activities/failure.js';
-import type { OperationFailure, OperationKind, OperationRecord, OperationStatus, StepRecord } from '../domain/operation.js';
+import { newOperation, type OperationFailure, type OperationKind, type OperationStatus, type StepRecord } from '../domain/operation.js';
 import type { Store } from '../store/index.js';
 
 export interface OpenOperationInput {
@@ -28,20 +28,7 @@ export function createBenchActivities(store: Store) {
         return null;
       },
       async openOperation(input: OpenOperationInput): Promise<void> {
-        const operation: OperationRecord = {
-          id: input.id,
-          kind: input.kind,
-          target: input.target,
-          status: 'running',
-          step: null,
-          steps: input.steps.map((name) => ({ name, status: 'pending' as const })),
-          startedAt: input.startedAt,
-          finishedAt: null,
-          failure: null,
-          workflowId: input.workflowId,
-          runId: input.runId,
-        };
-        await store.openOperation(operation, input.clusterId);
+        await store.openOperation(newOperation(input), input.clusterId);
       },
       async closeOperation(input: { operationId: string; status: OperationStatus; steps: StepRecord[]; failure: OperationFailure | null }): Promise<void> {
         const current = input.steps.find((step) => step.status === 'running' || step.status === 'failed' || step.status === 'cancelled');

@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRancherClient, isNodeReady, type RancherCluster } from '../providers/rancher.js';
+import { terminate } from '../scripts/stack.js';
 import { projectRoot } from '../scripts/tools.js';
 import { highWaterMark } from './memory.js';
 
@@ -201,17 +202,9 @@ async function startSimProcess(profileDir?: string): Promise<SimProcess> {
       reject(new Error(`the simulator exited (${code}) before it listened:\n${seen}`));
     });
   });
-  return { url, pid: child.pid ?? 0, stop: () => stopChild(child) };
+  return { url, pid: child.pid ?? 0, stop: () => terminate(child) };
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 /** Runs on its own: `node --import tsx bench/fleet.ts [clusters/nodes ...]`, with BENCH_FLEET_PROFILE=1 for CPU profiles of the simulator. */
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { quietLogger } from '../scripts/stack.js';
 import { Store } from '../store/index.js';
 import { createBenchActivities } from './activities.js';
 
@@ -18,14 +19,6 @@ export interface OverheadRow {
   ratio: number;
 }
 
-const quietLogger = {
-  log: () => undefined,
-  trace: () => undefined,
-  debug: () => undefined,
-  info: () => undefined,
-  warn: (message: string) => console.warn(message),
-  error: (message: string) => console.error(message),
-};
 
 /**
  * Orchestration overhead: `kumoSteps(n)` (Kumo's bookkeeping around n no-op

@@ -251,7 +251,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   }
 }
 
-const quietLogger = {
+/** A logger for webpack's bundling of the workflows: warnings and errors only. */
+export const quietLogger = {
   log: () => undefined,
   trace: () => undefined,
   debug: () => undefined,
@@ -306,7 +307,8 @@ function waitForLine(managed: Managed, pattern: RegExp, timeoutMs: number): Prom
   });
 }
 
-async function terminate(child: ChildProcess): Promise<void> {
+/** SIGTERM, then SIGKILL after 10 s; resolves once the process has exited. */
+export async function terminate(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
   child.kill('SIGTERM');
