@@ -49,6 +49,7 @@ export const OperationSchema = z
     result: z.unknown().optional().openapi({ description: "What the operation produced: a rollout's report, a reconcile's repairs" }),
     input: z.unknown().optional().openapi({ description: 'The workflow input it was started with (fields named like secrets are redacted)' }),
     retryOf: z.string().optional().openapi({ description: 'The failed operation this one retries' }),
+    reason: z.string().optional().openapi({ description: 'Why Kumo started it by itself (auto-heal, autoscaling), with the inputs of that decision' }),
     links: z.object({ self: z.string(), temporalUI: z.string().optional() }),
   })
   .openapi('Operation');

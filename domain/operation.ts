@@ -109,6 +109,8 @@ export interface OperationRecord {
   input?: unknown;
   /** The operation this one retries. */
   retryOf?: string;
+  /** Why Kumo started it by itself (auto-heal, autoscaling), with the inputs of that decision. */
+  reason?: string;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { EventStore } from './events.js';
+import { HealthStore } from './health.js';
 import type { AddonRecord, AddonState } from '../domain/addon.js';
 import type { AuditRecord, Role, TokenRecord } from '../domain/auth.js';
 import type { FunctionRecord, FunctionSettings, FunctionState } from '../domain/function.js';
@@ -40,6 +41,7 @@ interface OperationRow {
   result?: string | null;
   input?: string | null;
   retry_of?: string | null;
+  reason?: string | null;
 }
 
 interface TokenRow {
@@ -135,9 +137,12 @@ const reusableStates: ClusterState[] = ['failed'];
 export class Store {
   /** Bindings, pipelines, events and their deliveries. */
   readonly events: EventStore;
+  /** Health policies, each cluster's latest health, its history, sweeps and automatic actions. */
+  readonly health: HealthStore;
 
   private constructor(private readonly db: Db) {
     this.events = new EventStore(db);
+    this.health = new HealthStore(db);
   }
 
   /** Opens the database named by `url` and brings its schema up to date. */
@@ -632,8 +637,8 @@ export class Store {
 
   private async insertOperation(db: Db, operation: OperationRecord): Promise<void> {
     await db.run(
-      `INSERT INTO operations (id, kind, target, status, step, steps, started_at, finished_at, failure, workflow_id, run_id)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+      `INSERT INTO operations (id, kind, target, status, step, steps, started_at, finished_at, failure, workflow_id, run_id, reason)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
       [
         operation.id,
         operation.kind,
@@ -646,6 +651,7 @@ export class Store {
         operation.failure ? JSON.stringify(operation.failure) : null,
         operation.workflowId,
         operation.runId,
+        operation.reason ?? null,
       ],
     );
   }
@@ -710,6 +716,7 @@ function toOperation(row: OperationRow): OperationRecord {
     ...(row.result ? { result: JSON.parse(row.result) as unknown } : {}),
     ...(row.input ? { input: JSON.parse(row.input) as unknown } : {}),
     ...(row.retry_of ? { retryOf: row.retry_of } : {}),
+    ...(row.reason ? { reason: row.reason } : {}),
   };
 }
 

@@ -191,6 +191,50 @@ export const migrations: ReadonlyArray<{ version: number; name: string; sql: str
       )`,
     ],
   },
+  {
+    version: 8,
+    name: 'fleet health: policies, per-cluster state, history, sweeps, automatic actions',
+    sql: [
+      `ALTER TABLE operations ADD COLUMN reason TEXT`,
+      `CREATE TABLE health_policies (
+        scope TEXT PRIMARY KEY,
+        policy TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      )`,
+      `CREATE TABLE cluster_health (
+        cluster_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        state TEXT NOT NULL,
+        observed_at TEXT NOT NULL,
+        version INTEGER NOT NULL
+      )`,
+      `CREATE TABLE health_history (
+        id TEXT PRIMARY KEY,
+        cluster_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        detail TEXT NOT NULL
+      )`,
+      `CREATE INDEX health_history_cluster ON health_history (cluster_id, at, id)`,
+      `CREATE INDEX health_history_at ON health_history (at)`,
+      `CREATE TABLE health_sweeps (
+        id TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        clusters INTEGER NOT NULL DEFAULT 0,
+        summary TEXT
+      )`,
+      `CREATE INDEX health_sweeps_started ON health_sweeps (started_at)`,
+      `CREATE TABLE health_actions (
+        key TEXT PRIMARY KEY,
+        cluster_id TEXT NOT NULL,
+        operation_id TEXT,
+        created_at TEXT NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /**
