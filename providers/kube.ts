@@ -1,3 +1,4 @@
+import { request } from 'node:https';
 import { ApiException, AppsV1Api, CoreV1Api, Health, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { ProviderError } from '../domain/errors.js';
 import { classifyHttpStatus } from './http.js';
@@ -9,6 +10,14 @@ export interface KubeNode {
   ready: 'True' | 'False' | 'Unknown';
   lastHeartbeat: string | null;
   kubeletVersion: string | null;
+  /** Every condition the kubelet reports, with when it last changed. */
+  conditions: Array<{ type: string; status: 'True' | 'False' | 'Unknown'; since: string | null; reason?: string }>;
+}
+
+/** What a plain GET of one of the API server's paths answered. */
+export interface KubeGet {
+  status: number;
+  body: string;
 }
 
 export type WorkloadKind = 'Deployment' | 'StatefulSet' | 'DaemonSet';
@@ -28,6 +37,13 @@ export interface WorkloadStatus {
 /** The port Kumo uses to talk to one downstream cluster's Kubernetes API. */
 export interface Kube {
   livez(): Promise<boolean>;
+  /**
+   * A GET of a path on the API server (`/readyz?verbose`, a service proxy), with
+   * the kubeconfig's credentials; any HTTP status is an answer, no answer throws.
+   */
+  get(path: string): Promise<KubeGet>;
+  /** ComponentStatus (deprecated upstream, a soft signal): each component and whether it is healthy. */
+  componentStatuses(): Promise<Array<{ name: string; healthy: boolean; message: string }>>;
   listNodes(): Promise<KubeNode[]>;
   getNode(name: string): Promise<KubeNode | null>;
   setUnschedulable(name: string, unschedulable: boolean): Promise<void>;
@@ -67,6 +83,35 @@ export function createKubeClient(kubeconfig: string, timeoutMs: number): Kube {
       } catch {
         return false;
       }
+    },
+    async get(path) {
+      const cluster = config.getCurrentCluster();
+      if (!cluster) throw new ProviderError('InvalidSpec', 'the kubeconfig names no cluster');
+      const url = new URL(cluster.server.replace(/\/$/, '') + path);
+      const options: import('node:https').RequestOptions = { method: 'GET', headers: {} };
+      await config.applyToHTTPSOptions(options);
+      return new Promise<KubeGet>((resolveGet, reject) => {
+        const req = request(url, { ...options, timeout: timeoutMs }, (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (chunk: Buffer) => {
+            size += chunk.length;
+            if (size <= 4 * 1024 * 1024) chunks.push(chunk);
+          });
+          res.on('end', () => resolveGet({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', (err) => reject(new ProviderError('Transient', `Kubernetes GET ${url.pathname}: ${err.message}`)));
+        });
+        req.on('timeout', () => req.destroy(new Error(`timed out after ${timeoutMs} ms`)));
+        req.on('error', (err) => reject(new ProviderError('Transient', `Kubernetes GET ${url.pathname}: ${err.message}`)));
+        req.end();
+      });
+    },
+    async componentStatuses() {
+      const list = await call('list componentstatuses', () => core.listComponentStatus());
+      return list.items.map((item) => {
+        const healthy = item.conditions?.find((condition) => condition.type === 'Healthy');
+        return { name: item.metadata?.name ?? '', healthy: healthy?.status === 'True', message: healthy?.message ?? healthy?.error ?? '' };
+      });
     },
     async listNodes() {
       const list = await call('list nodes', () => core.listNode());
@@ -170,6 +215,12 @@ function toKubeNode(node: V1Node): KubeNode {
     ready: status,
     lastHeartbeat: heartbeat ? new Date(heartbeat).toISOString() : null,
     kubeletVersion: node.status?.nodeInfo?.kubeletVersion ?? null,
+    conditions: (node.status?.conditions ?? []).map((condition) => ({
+      type: condition.type,
+      status: condition.status === 'True' || condition.status === 'False' ? condition.status : 'Unknown',
+      since: condition.lastTransitionTime ? new Date(condition.lastTransitionTime).toISOString() : null,
+      ...(condition.reason ? { reason: condition.reason } : {}),
+    })),
   };
 }
 

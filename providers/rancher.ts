@@ -41,6 +41,8 @@ export interface RancherNode {
   controlPlane?: boolean;
   worker?: boolean;
   unschedulable?: boolean;
+  /** When Rancher created the node (RFC 3339). */
+  created?: string;
   conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastHeartbeatTime?: string }>;
 }
 
