@@ -12,7 +12,7 @@ import { addonRoutes } from './routes/addons.js';
 import { eventRoutes } from './routes/events.js';
 import { functionRoutes } from './routes/functions.js';
 import { clusterOperationRoutes, clusterRoutes } from './routes/clusters.js';
-import { healthRoutes } from './routes/health.js';
+import { fleetHealthRoutes, healthRoutes } from './routes/health.js';
 import { operationRoutes } from './routes/operations.js';
 
 const targets: Record<string, FieldError['in']> = { json: 'body', query: 'query', param: 'path', header: 'header' };
@@ -64,6 +64,7 @@ export function createApp(deps: ApiDeps) {
   app.use('/v1/*', audit(deps.store));
 
   app.route('/', healthRoutes(deps));
+  app.route('/', fleetHealthRoutes(deps));
   app.route('/', accessRoutes(deps));
   app.route('/', clusterRoutes(deps));
   app.route('/', clusterOperationRoutes(deps));

@@ -7,6 +7,7 @@ import { ensureAdminToken } from './auth.js';
 import { createApp } from './app.js';
 import { apiLog } from './metrics.js';
 import { ensureAddonReconcileSchedule } from './routes/addons.js';
+import { ensureHealthSweepSchedule } from './routes/health.js';
 
 const log = apiLog();
 
@@ -26,8 +27,8 @@ async function main(): Promise<void> {
   // refuses until they are registered. Register them as soon as Temporal
   // answers, without holding up start-up (readyz tells whether Temporal is there).
   registerSearchAttributes(connection, config.TEMPORAL_NAMESPACE)
-    .then(() => ensureAddonReconcileSchedule(temporal, config))
-    .catch((err) => log.error({ err }, `add-on reconcile schedule: ${err instanceof Error ? err.message : String(err)}`));
+    .then(() => Promise.all([ensureAddonReconcileSchedule(temporal, config), ensureHealthSweepSchedule(temporal, config)]))
+    .catch((err) => log.error({ err }, `schedules: ${err instanceof Error ? err.message : String(err)}`));
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
     log.info({ host: config.HOST, port: info.port }, `kumo api listening on http://${config.HOST}:${info.port}`);
   });

@@ -67,6 +67,19 @@ export const ConfigSchema = z.object({
   KUMO_ADDON_POLL_S: positiveInt(3),
   /** How long a repaired add-on may take to become healthy again (seconds). */
   KUMO_ADDON_HEALTH_TIMEOUT_S: positiveInt(300),
+  /** How often the fleet health sweep (a Temporal Schedule) runs (seconds). */
+  KUMO_HEALTH_SWEEP_INTERVAL_S: positiveInt(60),
+  /** How many clusters a sweep checks at once. */
+  KUMO_HEALTH_CONCURRENCY: positiveInt(16),
+  /** Bound on each health probe (TCP dial, API GET, Prometheus query). */
+  KUMO_HEALTH_PROBE_TIMEOUT_MS: positiveInt(5_000),
+  /** How long health history and sweep records are kept (days). */
+  KUMO_HEALTH_RETENTION_DAYS: positiveInt(14),
+  /** Each cluster's Prometheus, as `<namespace>/<service>:<port>` reached through the cluster API's service proxy (the monitoring add-on's by default). */
+  KUMO_PROMETHEUS_SERVICE: z
+    .string()
+    .regex(/^[a-z0-9-]+\/[a-z0-9-]+:\d{1,5}$/, 'must be <namespace>/<service>:<port>, e.g. kumo-monitoring/kumo-monitoring-prometheus:9090')
+    .default('kumo-monitoring/kumo-monitoring-prometheus:9090'),
   /** The OCI registry function images are pushed to (`npm start` runs one on loopback). */
   KUMO_REGISTRY_URL: url.optional(),
   /** `host:port` the functions cluster pulls images from, when it differs from KUMO_REGISTRY_URL's. */

@@ -25,7 +25,7 @@ export interface CloudEvent {
 }
 
 /** Where an event came in. */
-export const eventOrigins = ['openstack', 'http', 'alertmanager', 'schedule'] as const;
+export const eventOrigins = ['openstack', 'http', 'alertmanager', 'schedule', 'health'] as const;
 export type EventOrigin = (typeof eventOrigins)[number];
 
 const coreAttributes = new Set(['specversion', 'id', 'source', 'type', 'subject', 'time', 'datacontenttype', 'dataschema', 'data', 'data_base64']);

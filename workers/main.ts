@@ -1,3 +1,4 @@
+import { Client, Connection } from '@temporalio/client';
 import { makeTelemetryFilterString, NativeConnection, Runtime } from '@temporalio/worker';
 import { ConfigError, loadConfig } from '../domain/config.js';
 import { createLogger } from '../domain/log.js';
@@ -35,9 +36,12 @@ async function main(): Promise<void> {
   const connection = await NativeConnection.connect({ address });
   await ensureSearchAttributes(connection, config.TEMPORAL_NAMESPACE);
   const store = await Store.open(config.DATABASE_URL);
+  const clientConnection = await Connection.connect({ address });
+  const temporal = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
   const bundlePath = process.env.KUMO_WORKFLOW_BUNDLE;
   const worker = await createKumoWorker({
     connection,
+    temporal,
     config,
     store,
     ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : {}),
@@ -47,6 +51,7 @@ async function main(): Promise<void> {
   log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: address }, `kumo worker ready on task queue ${config.TEMPORAL_TASK_QUEUE} (temporal ${address})`);
   await worker.run();
   await store.close();
+  await clientConnection.close();
   await connection.close();
   log.info('kumo worker stopped');
 }

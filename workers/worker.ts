@@ -1,15 +1,19 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createAddonActivities } from '../activities/addon.js';
 import { createClusterActivities } from '../activities/cluster.js';
 import { createEventActivities } from '../activities/event.js';
 import { createFunctionActivities } from '../activities/function.js';
+import { createHealthActivities } from '../activities/health.js';
+import { ingestHealthEvent, postHealthWebhook, startAutoOperation } from '../api/automation.js';
 import type { Config } from '../domain/config.js';
 import { ProviderError } from '../domain/errors.js';
 import { createHelmClient, type Helm } from '../providers/helm.js';
 import { createKnativeClient } from '../providers/knative.js';
 import { createKubeClient, type Kube } from '../providers/kube.js';
+import { parsePrometheusService } from '../providers/prometheus.js';
 import { createRegistryClient, type Registry } from '../providers/registry.js';
 import { createRancherClient, type Rancher } from '../providers/rancher.js';
 import { helmBinary } from '../scripts/tools.js';
@@ -25,13 +29,16 @@ export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', impo
  */
 export async function createKumoWorker(options: {
   connection: NativeConnection;
+  /** A client of the same Temporal: health sweeps hand events over and start operations with it, as the API does. */
+  temporal: Client;
   config: Config;
   store: Store;
   /** A prebuilt bundle (tests and the stack build one and share it), else `workflowsPath` is bundled. */
   workflowBundle?: WorkerOptions['workflowBundle'];
   identity?: string;
 }): Promise<Worker> {
-  const { connection, config, store } = options;
+  const { connection, config, store, temporal } = options;
+  const apiDeps = { store, temporal, config };
   const rancher = createRancherClient({
     url: config.RANCHER_URL,
     token: config.RANCHER_TOKEN,
@@ -64,6 +71,17 @@ export async function createKumoWorker(options: {
         knativeFor: async (rancherId) => forgetOnUnauthorized(createKnativeClient(await kubeconfigs.get(rancherId), config.RANCHER_TIMEOUT_MS), () => kubeconfigs.forget(rancherId)),
       }),
       ...createEventActivities({ store }),
+      ...createHealthActivities({
+        store,
+        rancher,
+        kubeFor,
+        prometheus: parsePrometheusService(config.KUMO_PROMETHEUS_SERVICE),
+        probeTimeoutMs: config.KUMO_HEALTH_PROBE_TIMEOUT_MS,
+        retentionDays: config.KUMO_HEALTH_RETENTION_DAYS,
+        ingest: (event) => ingestHealthEvent(apiDeps, event),
+        startOperation: (operation) => startAutoOperation(apiDeps, operation),
+        postWebhook: postHealthWebhook,
+      }),
     },
     ...(options.identity ? { identity: options.identity } : {}),
   });

@@ -3,3 +3,4 @@ export { createCluster, deleteCluster, replaceNode, restoreFromSnapshot, scaleNo
 export { applyAddon, reconcileAddons, removeAddon, rolloutAddon } from './addon.js';
 export { deleteFunction, deployFunction } from './function.js';
 export { dispatchEvent, runPipeline, scheduledEvent } from './event.js';
+export { sweepFleet } from './health.js';

@@ -37,6 +37,15 @@ export const timeouts = {
    * A long wait on Rancher that heartbeats every poll: a dead worker is noticed
    * within the heartbeat timeout and the wait resumes on another.
    */
+  /**
+   * One cluster's health check: a handful of bounded probes and store writes.
+   * Retried a little; a cluster whose check keeps failing is reported as such
+   * and checked again by the next sweep.
+   */
+  healthCheck: {
+    startToCloseTimeout: '2m',
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3, nonRetryableErrorTypes },
+  },
   rancherWait: (waitSeconds: number): ActivityOptions => ({
     startToCloseTimeout: `${waitSeconds + 120}s`,
     heartbeatTimeout: '10s',

@@ -333,61 +333,14 @@ export function clusterOperationRoutes(deps: ApiDeps) {
     const { id, pool } = c.req.valid('param');
     const request = c.req.valid('json');
     const cluster = await activeCluster(deps, id);
-    const current = cluster.nodePools.find((candidate) => candidate.name === pool);
-    if (!current?.rancherId) throw new Problem(404, 'not-found', `cluster "${id}" has no node pool "${pool}"`);
-    if (current.quantity === request.quantity) {
-      throw new Problem(400, 'invalid-request', `pool "${pool}" already has ${request.quantity} nodes`, {
-        errors: [{ field: 'quantity', in: 'body', message: `already ${request.quantity}` }],
-      });
-    }
-    const refusal = scaleRefusal(cluster, pool, request.quantity);
-    if (refusal) throw new Problem(400, 'invalid-request', refusal, { errors: [{ field: 'quantity', in: 'body', message: refusal }] });
-    const up = request.quantity > current.quantity;
-    const operation = await startClusterOperation(deps, cluster, 'cluster.scale', 'scaleNodePool', up ? scaleUpSteps : scaleDownSteps, (operationId) => [
-      {
-        operationId,
-        clusterId: id,
-        rancherId: cluster.rancherId,
-        pool,
-        poolRancherId: current.rancherId,
-        from: current.quantity,
-        to: request.quantity,
-        drainTimeoutSeconds: request.drainTimeoutSeconds,
-        readyTimeoutSeconds: deps.config.KUMO_CLUSTER_READY_TIMEOUT_S,
-        nodePools: cluster.nodePools.map((candidate) => (candidate.name === pool ? { ...candidate, quantity: request.quantity } : candidate)),
-      },
-    ]);
-    return accepted(c, operation);
+    return accepted(c, await startScale(deps, cluster, pool, request.quantity, request.drainTimeoutSeconds));
   });
 
   app.openapi(replaceRoute, async (c) => {
     const { id, node } = c.req.valid('param');
     const request = parseBody(ReplaceNodeRequestSchema, await optionalJson(c));
     const cluster = await activeCluster(deps, id);
-    const target = cluster.nodes.find((candidate) => candidate.id === node || candidate.hostname === node);
-    if (!target) throw new Problem(404, 'not-found', `cluster "${id}" has no node "${node}"`);
-    if (target.roles.includes('etcd')) {
-      const etcd = cluster.nodes.filter((candidate) => candidate.roles.includes('etcd'));
-      const othersReady = etcd.filter((candidate) => candidate.id !== target.id && candidate.ready).length;
-      if (etcd.length === 1) {
-        throw new Problem(409, 'quorum', `node ${target.hostname} is the cluster's only etcd member; replacing it would lose the cluster's state (restore from a snapshot instead)`);
-      }
-      if (othersReady < Math.floor(etcd.length / 2) + 1) {
-        throw new Problem(409, 'quorum', `replacing ${target.hostname} now would leave ${othersReady} of ${etcd.length} etcd members ready, below quorum`);
-      }
-    }
-    const operation = await startClusterOperation(deps, cluster, 'cluster.replaceNode', 'replaceNode', replaceNodeSteps, (operationId) => [
-      {
-        operationId,
-        clusterId: id,
-        rancherId: cluster.rancherId,
-        nodeId: target.id,
-        skipDrain: request.skipDrain ?? false,
-        drainTimeoutSeconds: request.drainTimeoutSeconds,
-        readyTimeoutSeconds: deps.config.KUMO_CLUSTER_READY_TIMEOUT_S,
-      },
-    ]);
-    return accepted(c, operation);
+    return accepted(c, await startReplaceNode(deps, cluster, node, { skipDrain: request.skipDrain ?? false, drainTimeoutSeconds: request.drainTimeoutSeconds }));
   });
 
   app.openapi(updateRoute, async (c) => {
@@ -555,6 +508,103 @@ function cronFromNote(note: string | undefined): string {
   return /cron: (.+)$/.exec(note ?? '')?.[1] ?? '';
 }
 
+/**
+ * Scales a pool of an active cluster: refuses a no-op or an unsafe quantity
+ * (400), else starts `scaleNodePool` under the cluster's mutation id. The API's
+ * route and the autoscaler (with its `reason`) both come through here.
+ */
+export async function startScale(
+  deps: ApiDeps,
+  cluster: ClusterRecord & { rancherId: string },
+  pool: string,
+  quantity: number,
+  drainTimeoutSeconds: number,
+  reason?: string,
+): Promise<ReturnType<typeof storedView>> {
+  const current = cluster.nodePools.find((candidate) => candidate.name === pool);
+  if (!current?.rancherId) throw new Problem(404, 'not-found', `cluster "${cluster.id}" has no node pool "${pool}"`);
+  if (current.quantity === quantity) {
+    throw new Problem(400, 'invalid-request', `pool "${pool}" already has ${quantity} nodes`, {
+      errors: [{ field: 'quantity', in: 'body', message: `already ${quantity}` }],
+    });
+  }
+  const refusal = scaleRefusal(cluster, pool, quantity);
+  if (refusal) throw new Problem(400, 'invalid-request', refusal, { errors: [{ field: 'quantity', in: 'body', message: refusal }] });
+  const up = quantity > current.quantity;
+  const poolRancherId = current.rancherId;
+  return startClusterOperation(
+    deps,
+    cluster,
+    'cluster.scale',
+    'scaleNodePool',
+    up ? scaleUpSteps : scaleDownSteps,
+    (operationId) => [
+      {
+        operationId,
+        clusterId: cluster.id,
+        rancherId: cluster.rancherId,
+        pool,
+        poolRancherId,
+        from: current.quantity,
+        to: quantity,
+        drainTimeoutSeconds,
+        readyTimeoutSeconds: deps.config.KUMO_CLUSTER_READY_TIMEOUT_S,
+        nodePools: cluster.nodePools.map((candidate) => (candidate.name === pool ? { ...candidate, quantity } : candidate)),
+      },
+    ],
+    undefined,
+    null,
+    reason,
+  );
+}
+
+/**
+ * Replaces a node (by Rancher id or hostname) of an active cluster, refusing
+ * with 409 when that would cost etcd its quorum. The API's route and auto-heal
+ * (with its `reason`) both come through here.
+ */
+export async function startReplaceNode(
+  deps: ApiDeps,
+  cluster: ClusterRecord & { rancherId: string },
+  node: string,
+  options: { skipDrain: boolean; drainTimeoutSeconds: number },
+  reason?: string,
+): Promise<ReturnType<typeof storedView>> {
+  const target = cluster.nodes.find((candidate) => candidate.id === node || candidate.hostname === node);
+  if (!target) throw new Problem(404, 'not-found', `cluster "${cluster.id}" has no node "${node}"`);
+  if (target.roles.includes('etcd')) {
+    const etcd = cluster.nodes.filter((candidate) => candidate.roles.includes('etcd'));
+    const othersReady = etcd.filter((candidate) => candidate.id !== target.id && candidate.ready).length;
+    if (etcd.length === 1) {
+      throw new Problem(409, 'quorum', `node ${target.hostname} is the cluster's only etcd member; replacing it would lose the cluster's state (restore from a snapshot instead)`);
+    }
+    if (othersReady < Math.floor(etcd.length / 2) + 1) {
+      throw new Problem(409, 'quorum', `replacing ${target.hostname} now would leave ${othersReady} of ${etcd.length} etcd members ready, below quorum`);
+    }
+  }
+  return startClusterOperation(
+    deps,
+    cluster,
+    'cluster.replaceNode',
+    'replaceNode',
+    replaceNodeSteps,
+    (operationId) => [
+      {
+        operationId,
+        clusterId: cluster.id,
+        rancherId: cluster.rancherId,
+        nodeId: target.id,
+        skipDrain: options.skipDrain,
+        drainTimeoutSeconds: options.drainTimeoutSeconds,
+        readyTimeoutSeconds: deps.config.KUMO_CLUSTER_READY_TIMEOUT_S,
+      },
+    ],
+    undefined,
+    null,
+    reason,
+  );
+}
+
 export async function mustGetCluster(deps: ApiDeps, id: string): Promise<ClusterRecord> {
   const cluster = await deps.store.getCluster(id);
   if (!cluster) throw new Problem(404, 'not-found', `no cluster named "${id}"`);
@@ -613,10 +663,11 @@ export async function startClusterOperation(
   args: (operationId: string) => unknown[],
   stateWhileRunning?: ClusterState,
   retryOf: string | null = null,
+  reason?: string,
 ): Promise<ReturnType<typeof storedView>> {
   const operationId = newOperationId();
   const workflowArgs = args(operationId);
-  const operation = newClusterOperation({ id: operationId, kind, clusterId: cluster.id, steps, startedAt: new Date().toISOString() });
+  const operation = { ...newClusterOperation({ id: operationId, kind, clusterId: cluster.id, steps, startedAt: new Date().toISOString() }), ...(reason ? { reason } : {}) };
   if (!(await deps.store.startOperation(operation, cluster.id))) throw new Problem(404, 'not-found', `no cluster named "${cluster.id}"`);
   let runId: string;
   try {
