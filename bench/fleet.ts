@@ -81,7 +81,7 @@ export async function benchFleet(sizes: FleetSize[], options: { concurrency: num
 }
 
 /** Adds `size.clusters` clusters with `size.nodes` nodes in all: nodesPerCluster is whole, so the first clusters get one node more. */
-async function seedFleet(url: string, size: FleetSize): Promise<void> {
+export async function seedFleet(url: string, size: FleetSize): Promise<void> {
   const per = Math.floor(size.nodes / size.clusters);
   const extra = size.nodes - per * size.clusters;
   if (extra > 0) await seed(url, { clusters: extra, nodesPerCluster: per + 1, pools: 2 });

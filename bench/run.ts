@@ -9,6 +9,7 @@ import { freePort, temporalCli } from '../scripts/tools.js';
 import { benchFunctionBuild } from './build.js';
 import { benchDispatch } from './dispatch.js';
 import { benchFleet, defaultFleetSizes } from './fleet.js';
+import { benchSweep } from './health.js';
 import { childPids, PeakRss } from './memory.js';
 import { benchOverhead, type OverheadRow } from './overhead.js';
 
@@ -30,6 +31,8 @@ import { benchOverhead, type OverheadRow } from './overhead.js';
  *    code-only change.
  * 6. Event dispatch (bench/dispatch.ts): oslo notifications from RabbitMQ to
  *    started dispatch workflows, against a bare consume-and-ack loop.
+ * 7. Fleet health sweep (bench/health.ts): one sweep over the seed's fleet
+ *    (130 clusters, 2,000 nodes) against the Schedule's interval it must fit in.
  */
 const env = (name: string, fallback: number): number => {
   const value = Number(process.env[name] ?? fallback);
@@ -51,6 +54,9 @@ const fleetReads = Math.max(1, env('BENCH_FLEET_READS', 3));
 const buildSamples = env('BENCH_BUILD_SAMPLES', 3);
 const dispatchNotifications = env('BENCH_DISPATCH_NOTIFICATIONS', 1000);
 const fleetProfile = Boolean(process.env.BENCH_FLEET_PROFILE);
+const sweepSamples = env('BENCH_SWEEPS', 3);
+const sweepConcurrency = Math.max(1, env('BENCH_SWEEP_CONCURRENCY', 16));
+const sweepInterval = Math.max(1, env('BENCH_SWEEP_INTERVAL_S', 60));
 const benchToken = `kumo_bench_${randomBytes(16).toString('hex')}`;
 
 interface Row {
@@ -122,6 +128,8 @@ async function main(): Promise<void> {
   const build = buildSamples > 0 ? await benchFunctionBuild(buildSamples) : null;
   progress(`event dispatch (${dispatchNotifications} notifications)`);
   const dispatch = dispatchNotifications > 0 ? await benchDispatch(dispatchNotifications) : null;
+  progress(`fleet health sweep (130/2,000, ${sweepSamples} sweeps, ${sweepConcurrency} at once)`);
+  const sweep = sweepSamples > 0 ? await benchSweep({ clusters: 130, nodes: 2000 }, { sweeps: sweepSamples, concurrency: sweepConcurrency, intervalSeconds: sweepInterval }) : null;
 
   for (const row of overhead) {
     rows.push(compare(`overhead N=${row.n}, median (ms)`, row.kumoMs, row.bareMs, 1, '≤ 1.3×', (ratio) => ratio <= 1.3));
@@ -154,6 +162,10 @@ async function main(): Promise<void> {
     rows.push(compare('event dispatch / bare workflow starts (per s)', dispatch.kumoPerSecond, dispatch.workflowStartsPerSecond, 0, '', null));
     if (dispatch.eventsPeakRssBytes) memory.set('event source', dispatch.eventsPeakRssBytes);
   }
+  if (sweep) {
+    rows.push(compare(`health sweep 130/2,000 / ${sweep.intervalSeconds} s interval (s)`, sweep.medianMs / 1000, sweep.intervalSeconds, 1, '≤ 0.5×', (ratio) => ratio <= 0.5));
+    rows.push(compare('health sweep slowest / median', sweep.maxMs, sweep.medianMs, 2, '', null));
+  }
   const largest = fleet[fleet.length - 1];
   if (largest?.simPeakRssBytes) memory.set(`sim (${largest.clusters}/${largest.nodes.toLocaleString('en')})`, largest.simPeakRssBytes);
   for (const [name, bytes] of memory) {
@@ -180,7 +192,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     machine,
     minutes,
-    settings: { samples, overheadSamples, overheadSteps, drainSeconds, fleetSizes, fleetConcurrency, fleetReads, buildSamples, dispatchNotifications },
+    settings: { samples, overheadSamples, overheadSteps, drainSeconds, fleetSizes, fleetConcurrency, fleetReads, buildSamples, dispatchNotifications, sweepSamples, sweepConcurrency, sweepInterval },
     rows: rows.map(({ digits: _digits, ...row }) => row),
     overhead,
     startLatency: { samples, kumoP50: pct(latency.kumo, 50), bareP50: pct(latency.bare, 50), kumoP99: pct(latency.kumo, 99), bareP99: pct(latency.bare, 99) },
@@ -189,6 +201,7 @@ async function main(): Promise<void> {
     drain,
     functionBuild: build ? { ...build, ratio: build.firstMs / build.rebuildMs } : null,
     eventDispatch: dispatch ? { ...dispatch, ratio: dispatch.kumoPerSecond / dispatch.barePerSecond } : null,
+    healthSweep: sweep,
   };
   mkdirSync(join('bench', 'results'), { recursive: true });
   const file = join('bench', 'results', `${result.date.slice(0, 10)}.json`);
