@@ -11,6 +11,7 @@ import { discoveryEntries } from "./kube-resources.js";
 import { parseFieldSelector, parseLabelSelector } from "./kube-util.js";
 import { gitVersionOf, type RancherModel } from "./model.js";
 import { openApiDocument, openApiIndex } from "./openapi.js";
+import { checkServicePort, parseServiceProxyName, prometheusReply } from "./prometheus.js";
 import type { StoredCluster } from "./state.js";
 
 export interface K8sRequest {
@@ -28,6 +29,10 @@ const COMPONENTS: ReadonlyArray<[string, string]> = [
   ["scheduler", "ok"],
   ["etcd-0", '{"health":"true","reason":""}'],
 ];
+/** etcd-0 under the componentsUnhealthy fault: what the etcd health probe reports. */
+const UNHEALTHY_ETCD = { message: '{"health":"false","reason":"RAFT NO LEADER"}', error: "etcd cluster is unavailable or misconfigured" };
+/** `/readyz` under the apiServerNotReady fault, as the API server words a failed check without `?verbose`. */
+const READYZ_ETCD_FAILED = "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed";
 
 function resourceNotFound(): KubeError {
   return new KubeError(404, "NotFound", NOT_FOUND_MESSAGE, {});
@@ -71,6 +76,12 @@ export function k8sRouteKey(method: string, rest: string[]): string {
   return `${method} /k8s/clusters/:id${out.length > 0 ? "/" : ""}${out.join("/")}`;
 }
 
+/** `api/v1/namespaces/<ns>/services/<svc>/proxy/<path…>` split up, or null for any other path. */
+function serviceProxyPath(rest: string[]): { ns: string; service: string; path: string[] } | null {
+  if (rest.length < 7 || rest[0] !== "api" || rest[1] !== "v1" || rest[2] !== "namespaces" || rest[4] !== "services" || rest[6] !== "proxy") return null;
+  return { ns: rest[3] ?? "", service: rest[5] ?? "", path: rest.slice(7) };
+}
+
 export class K8sRoutes {
   constructor(
     private readonly model: RancherModel,
@@ -86,9 +97,15 @@ export class K8sRoutes {
     const unavailable = this.model.kubeUnavailable(cluster, now);
     if ((first === "livez" || first === "readyz" || first === "healthz") && rest.length <= 2) {
       if (req.method !== "GET" && req.method !== "HEAD") throw methodNotAllowed();
-      return unavailable === null ? text(200, "ok") : text(503, `${first} check failed: ${unavailable}`);
+      if (unavailable !== null) return text(503, `${first} check failed: ${unavailable}`);
+      if (first === "readyz" && cluster.faults.apiServerNotReady !== null && (rest[1] === undefined || rest[1] === "etcd")) {
+        return text(500, rest[1] === undefined ? READYZ_ETCD_FAILED : "internal server error: etcd client connection not yet established");
+      }
+      return text(200, "ok");
     }
     if (unavailable !== null) throw new KubeError(503, "ServiceUnavailable", unavailable);
+    const proxied = serviceProxyPath(rest);
+    if (proxied !== null) return this.serviceProxy(cluster, proxied, req, now);
 
     if (rest.length === 0) {
       return ok({ paths: ["/api", "/api/v1", "/apis", ...this.groups(cluster).flatMap((g) => [`/apis/${g.name}`, ...g.versions.map((v) => `/apis/${g.name}/${v}`)]), "/healthz", "/livez", "/readyz", "/version"] });
@@ -116,6 +133,19 @@ export class K8sRoutes {
       return this.resource(cluster, group, version, rest.slice(3), req, now);
     }
     throw resourceNotFound();
+  }
+
+  /**
+   * The service proxy: the Service must exist (404 NotFound) and offer the port
+   * named; what answers behind it is the cluster's simulated Prometheus.
+   */
+  private serviceProxy(cluster: StoredCluster, target: { ns: string; service: string; path: string[] }, req: K8sRequest, now: number): Reply {
+    const parsed = parseServiceProxyName(target.service);
+    if (parsed === null) throw new KubeError(400, "BadRequest", `invalid service request "${target.service}"`);
+    const def = this.kube.resolve(cluster, "", "v1", "services");
+    if (def === undefined) throw resourceNotFound();
+    checkServicePort(this.kube.get(cluster, def, target.ns, parsed.name, now), parsed);
+    return prometheusReply(cluster.prometheus, target.path, req, now);
   }
 
   private getOnly(req: K8sRequest, body: () => unknown): Reply {
@@ -219,7 +249,7 @@ export class K8sRoutes {
       if (!def.verbs.includes(v)) throw methodNotAllowed();
     };
 
-    if (def.group === "" && def.plural === "componentstatuses") return this.componentStatuses(name, method);
+    if (def.group === "" && def.plural === "componentstatuses") return this.componentStatuses(cluster, name, method);
 
     if (name === undefined) {
       const selectors = this.selectors(query);
@@ -308,13 +338,19 @@ export class K8sRoutes {
     }
   }
 
-  private componentStatuses(name: string | undefined, method: string): Reply {
+  /** The control plane's components; `etcd-0` reports unhealthy under the componentsUnhealthy fault. */
+  private componentStatuses(cluster: StoredCluster, name: string | undefined, method: string): Reply {
     if (method !== "GET") throw methodNotAllowed();
+    const unhealthy = cluster.faults.componentsUnhealthy !== null;
     const item = ([component, message]: readonly [string, string]): Record<string, unknown> => ({
       kind: "ComponentStatus",
       apiVersion: "v1",
       metadata: { name: component },
-      conditions: [{ type: "Healthy", status: "True", message, error: "" }],
+      conditions: [
+        unhealthy && component === "etcd-0"
+          ? { type: "Healthy", status: "False", ...UNHEALTHY_ETCD }
+          : { type: "Healthy", status: "True", message, error: "" },
+      ],
     });
     if (name !== undefined) {
       const found = COMPONENTS.find(([component]) => component === name);

@@ -748,6 +748,7 @@ export class RancherModel {
       removedTS: null,
       provisionedTS: null,
       faults: noClusterFaults(),
+      prometheus: {},
       upgrade: null,
       restore: null,
     };
@@ -1029,6 +1030,7 @@ export class RancherModel {
         removedTS: null,
         provisionedTS,
         faults: noClusterFaults(),
+        prometheus: {},
         upgrade: null,
         restore: null,
       });

@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { Tokens } from "./auth.js";
+import { ClusterEndpoints } from "./endpoints.js";
 import { actionBody, EtcdBackups } from "./etcd.js";
 import { FaultConfigError, Faults, ruleReply, type FaultRule } from "./faults.js";
 import {
@@ -37,6 +38,7 @@ import { KubeApi } from "./kube.js";
 import { Knative } from "./knative.js";
 import { KnativeRuntime } from "./knative-runtime.js";
 import { RancherModel, SUPPORTED_K8S_VERSIONS, type Settings } from "./model.js";
+import { parsePrometheusQueries } from "./prometheus.js";
 import { decodeKubeProtobuf, PROTOBUF_CONTENT_TYPE, ProtobufError } from "./protobuf.js";
 import {
   renderCluster,
@@ -202,7 +204,7 @@ function seedSpec(body: Record<string, unknown>): Parameters<RancherModel["seed"
 }
 
 const NODE_FAULTS: readonly (keyof NodeFaults)[] = ["notReady", "kubeletStopped", "unreachable"];
-const CLUSTER_FAULTS: readonly (keyof ClusterFaults)[] = ["apiServerDown", "agentDisconnected", "restoreStuck"];
+const CLUSTER_FAULTS: readonly (keyof ClusterFaults)[] = ["apiServerDown", "agentDisconnected", "restoreStuck", "apiServerNotReady", "componentsUnhealthy"];
 
 function isLoopback(address: string | undefined): boolean {
   if (address === undefined) return false;
@@ -285,6 +287,27 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     kick: () => kickKnative(),
   });
   kube.controllers.push(knative);
+  // Each cluster's own API endpoint (apiEndpoint): refuses connections while its agent is disconnected.
+  const endpoints = new ClusterEndpoints({
+    host,
+    key: tls.key,
+    cert: tls.cert,
+    wanted: (clusterId) => {
+      const cluster = model.data.clusters.find((c) => c.id === clusterId);
+      if (cluster === undefined) return "gone";
+      return cluster.faults.agentDisconnected !== null ? "closed" : "open";
+    },
+    onRequest: (req, res) => onRequest(req, res),
+  });
+  /** The cluster list the endpoints were last pruned against; purges and resets replace it. */
+  let endpointClusters = model.data.clusters;
+
+  /** Closes the endpoints of clusters that are gone (purged, or everything after a reset). */
+  function pruneEndpoints(): void {
+    if (model.data.clusters === endpointClusters) return;
+    endpointClusters = model.data.clusters;
+    endpoints.prune(new Set(endpointClusters.map((c) => c.id)));
+  }
 
   function persist(force = false): void {
     if (!force && !model.dirty) return;
@@ -310,6 +333,7 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     kube.schedulePods(now);
     kube.reconcileWorkloads(now);
     knative.reconcile(now);
+    pruneEndpoints();
   }
 
   // Revisions' processes change by themselves (ready, crashed); their statuses catch up soon after.
@@ -382,11 +406,6 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
   }
 
   /**
-   * Where kubeconfigs and `apiEndpoint` point: the HTTPS listener, under the
-   * host name the client used (the certificate covers 127.0.0.1, ::1, localhost
-   * and the listen address), as Rancher's are always HTTPS.
-   */
-  /**
    * The Knative gateway's base: the plain-HTTP listener under the host name a
    * client used (like kubeconfigs' server URLs), or the listen address (a
    * wildcard one as 127.0.0.1).
@@ -403,6 +422,11 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     return value === undefined ? null : value.replace(/:\d{1,5}$/, "");
   }
 
+  /**
+   * Where kubeconfigs point (Rancher's proxy): the HTTPS listener, under the
+   * host name the client used (the certificate covers 127.0.0.1, ::1, localhost
+   * and the listen address), as Rancher's are always HTTPS.
+   */
   function kubeBaseUrl(req: IncomingMessage): string {
     if (overTls(req)) return baseUrl(req);
     const value = hostHeader(req);
@@ -530,21 +554,31 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     return { status: 200, body: renderNode(ctx, node) };
   }
 
-  function handleV3(req: IncomingMessage, segments: string[], query: URLSearchParams, bodyText: string, selfLink: string): Reply {
+  function renderContext(req: IncomingMessage, now: number): RenderContext {
+    return { model, base: baseUrl(req), kubeBase: kubeBaseUrl(req), now, apiEndpoint: (cluster) => endpoints.url(cluster.id) };
+  }
+
+  async function handleV3(req: IncomingMessage, segments: string[], query: URLSearchParams, bodyText: string, selfLink: string): Promise<Reply> {
     const now = Date.now();
     reconcileAll(now);
-    const ctx: RenderContext = { model, base: baseUrl(req), kubeBase: kubeBaseUrl(req), now };
+    const ctx = renderContext(req, now);
     const method = req.method ?? "GET";
     const collection = asCollection(segments[1]);
     if (collection === undefined || segments.length > 3) throw new NormanError(404, "NotFound", `no such resource: /${segments.join("/")}`);
     const id = segments[2];
     const actionName = query.get("action");
+    // A cluster's own endpoint opens the first time the cluster is shown (apiEndpoint names its port).
+    if (collection === "clusters") {
+      await endpoints.ensure(id === undefined ? model.data.clusters.map((c) => c.id) : model.data.clusters.some((c) => c.id === id) ? [id] : []);
+    }
 
     if (id === undefined) {
       if (actionName !== null) throw new NormanError(404, "NotFound", `action ${actionName} not found on the ${collection} collection`);
       if (method === "GET") return list(ctx, collection, query, selfLink);
       if (method === "POST" && collection === "clusters") {
-        return { status: 201, body: renderCluster(ctx, model.createCluster(parseJsonObject(bodyText), now)) };
+        const created = model.createCluster(parseJsonObject(bodyText), now);
+        await endpoints.ensure([created.id]);
+        return { status: 201, body: renderCluster(ctx, created) };
       }
       if (method === "POST" && collection === "nodepools") {
         return { status: 201, body: renderNodePool(ctx, model.createNodePool(parseJsonObject(bodyText), now)) };
@@ -581,9 +615,9 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
   }
 
   /** Runs a route, turning every failure into a Norman error so no input can crash the process. */
-  function safely(run: () => Reply): Reply {
+  async function safely(run: () => Promise<Reply>): Promise<Reply> {
     try {
-      return run();
+      return await run();
     } catch (err) {
       if (err instanceof NormanError) return fromNormanError(err);
       console.error("rancher simulator: handler failed:", err);
@@ -617,7 +651,7 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
         reply = randomFailure;
       } else {
         const selfLink = `${baseUrl(req)}${rawPath}`;
-        reply = safely(() => handleV3(req, segments, query, bodyText, selfLink));
+        reply = await safely(() => handleV3(req, segments, query, bodyText, selfLink));
         if (rule !== undefined) reply = ruleReply(rule);
       }
     }
@@ -750,8 +784,25 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
       model.setClusterFaults(cluster, wanted, now);
       // Watches through a proxy that can no longer reach the API server end.
       if (model.kubeUnavailable(cluster, now) !== null) kube.closeWatches(cluster.id, false);
+      // agentDisconnected closes the cluster's own endpoint, clearing it opens it again (serveAdmin waits for that).
+      void endpoints.sync(cluster.id);
     }
     return { status: 200, body: clusterFaultsView(cluster.id) };
+  }
+
+  /**
+   * `GET|PUT|DELETE /admin/clusters/<id>/prometheus`: the answers the cluster's
+   * Prometheus gives to instant queries, `{queries: {"<PromQL>": [{metric?, value}]}}`;
+   * PUT replaces them all, DELETE clears them. Persisted with the cluster.
+   */
+  function handlePrometheus(method: string, clusterId: string, bodyText: string): Reply {
+    if (!["GET", "PUT", "DELETE"].includes(method)) throw methodNotAllowed(method, "/admin/clusters/:id/prometheus");
+    const cluster = model.cluster(clusterId);
+    if (method !== "GET") {
+      cluster.prometheus = method === "PUT" ? parsePrometheusQueries(adminBody(bodyText)) : {};
+      model.dirty = true;
+    }
+    return { status: 200, body: { clusterId: cluster.id, queries: cluster.prometheus } };
   }
 
   /** `POST /admin/clusters/<id>/workloads/stop` `{namespace, name}`: scales Deployments and StatefulSets of that name to 0, deletes a DaemonSet. */
@@ -788,6 +839,9 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
       const tail = Number(new URL(req.url ?? "/", "http://sim").searchParams.get("tail") ?? "0");
       return { status: 200, body: knative.adminLogs(segments[2] ?? "", segments[4] ?? "", segments[5] ?? "", Number.isInteger(tail) && tail > 0 ? tail : undefined) };
     }
+    if (segments.length === 4 && what === "clusters" && segments[3] === "prometheus") {
+      return handlePrometheus(method, segments[2] ?? "", bodyText);
+    }
     if (segments.length === 5 && what === "clusters" && segments[3] === "workloads" && segments[4] === "stop") {
       if (method !== "POST") throw methodNotAllowed(method, "/admin/clusters/:id/workloads/stop");
       return stopWorkload(segments[2] ?? "", bodyText, now);
@@ -799,7 +853,7 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     switch (what) {
       case "state": {
         allowed(["GET"]);
-        const ctx: RenderContext = { model, base: baseUrl(req), kubeBase: kubeBaseUrl(req), now };
+        const ctx = renderContext(req, now);
         return {
           status: 200,
           body: {
@@ -824,8 +878,9 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
         model.dirty = true;
         faults.clear();
         calls.clear();
-        // The revisions' processes go with their clusters.
+        // The revisions' processes go with their clusters, and so do their endpoints.
         knative.reconcile(now);
+        pruneEndpoints();
         return { status: 200, body: { ok: true } };
       case "faults":
         allowed(["GET", "PUT", "DELETE"]);
@@ -866,7 +921,17 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
     }
     // No auth on /admin, so it must not be reachable from elsewhere even when bound to a public address.
     if (!isLoopback(req.socket.remoteAddress)) return errorReply(403, "PermissionDenied", "the admin API only answers loopback clients");
-    return safely(() => handleAdmin(req, segments, bodyText));
+    return safely(async () => {
+      if (segments.length === 2 && segments[1] === "state") {
+        // The dump shows apiEndpoint too, so every cluster gets its endpoint first.
+        reconcileAll(Date.now());
+        await endpoints.ensure(model.data.clusters.map((c) => c.id));
+      }
+      const reply = handleAdmin(req, segments, bodyText);
+      // Endpoints closed or opened by a fault change or a reset are so before the answer.
+      await endpoints.flush();
+      return reply;
+    });
   }
 
   // ---- Knative gateway -----------------------------------------------------------------
@@ -977,7 +1042,7 @@ export async function startRancherSim(opts: RancherSimOptions): Promise<RancherS
         wake = null;
         if (knativeTimer !== null) clearTimeout(knativeTimer);
         knativeTimer = null;
-        const stopped = Promise.all([stop(server), stop(tlsServer)]);
+        const stopped = Promise.all([stop(server), stop(tlsServer), endpoints.close()]);
         // Keep-alive, delayed (latency-faulted) requests and watches would otherwise hold close() open.
         kube.closeAll();
         server.closeAllConnections();

@@ -16,6 +16,11 @@ export interface RenderContext {
   /** HTTPS base URL of the Kubernetes proxy for this client, e.g. `https://127.0.0.1:8443`. */
   kubeBase: string;
   now: number;
+  /**
+   * The cluster's own API endpoint (`https://<host>:<port>`), as Rancher reports a
+   * downstream cluster's address; undefined when it has none (then the proxy URL is shown).
+   */
+  apiEndpoint?: (cluster: StoredCluster) => string | undefined;
 }
 
 type Resource = Record<string, unknown>;
@@ -67,7 +72,7 @@ export function renderCluster(ctx: RenderContext, cluster: StoredCluster): Resou
     annotations: { ...cluster.annotations },
     driver: "rancherKubernetesEngine",
     internal: false,
-    apiEndpoint: `${ctx.kubeBase}/k8s/clusters/${cluster.id}`,
+    apiEndpoint: ctx.apiEndpoint?.(cluster) ?? `${ctx.kubeBase}/k8s/clusters/${cluster.id}`,
     nodeCount: nodes.filter((n) => n.removedTS === null).length,
     rancherKubernetesEngineConfig: {
       type: "rancherKubernetesEngineConfig",

@@ -28,6 +28,8 @@ export interface StoredCluster {
   provisionedTS: number | null;
   /** Faults set through `PUT /admin/clusters/<id>/faults`; persisted. */
   faults: ClusterFaults;
+  /** Prometheus instant-query answers set through `PUT /admin/clusters/<id>/prometheus`; persisted. */
+  prometheus: PrometheusQueries;
   /** The Kubernetes upgrade in progress (or stalled), if any. */
   upgrade: StoredUpgrade | null;
   /** The etcd restore in progress, if any; cleared once it finished. */
@@ -39,7 +41,20 @@ export interface ClusterFaults {
   apiServerDown: number | null;
   agentDisconnected: number | null;
   restoreStuck: number | null;
+  /** `/readyz` fails its etcd check (500) while everything else works. */
+  apiServerNotReady: number | null;
+  /** ComponentStatus `etcd-0` reports Healthy False. */
+  componentsUnhealthy: number | null;
 }
+
+/** One series of an instant-query answer: its labels and its value. */
+export interface PrometheusSample {
+  metric: Record<string, string>;
+  value: number;
+}
+
+/** The answers a cluster's Prometheus gives, by exact PromQL expression. */
+export type PrometheusQueries = Record<string, PrometheusSample[]>;
 
 /**
  * A rolling Kubernetes upgrade: node `order[i]` is upgraded during
@@ -200,17 +215,19 @@ export function noNodeFaults(): NodeFaults {
 }
 
 export function noClusterFaults(): ClusterFaults {
-  return { apiServerDown: null, agentDisconnected: null, restoreStuck: null };
+  return { apiServerDown: null, agentDisconnected: null, restoreStuck: null, apiServerNotReady: null, componentsUnhealthy: null };
 }
 
-/** Fills in what version-1 files (before the Kubernetes API existed) lack. */
+/** Fills in what older files (version 1 before the Kubernetes API existed, or before later fields) lack. */
 function upgradeData(data: SimData): SimData {
   data.kube ??= {};
   data.etcdBackups ??= [];
   data.kubeResourceVersion ??= 0;
   data.kubeIpCounter ??= 0;
   for (const cluster of data.clusters) {
-    cluster.faults ??= noClusterFaults();
+    // Faults added later are off in older files.
+    cluster.faults = { ...noClusterFaults(), ...cluster.faults };
+    cluster.prometheus ??= {};
     cluster.upgrade ??= null;
     cluster.restore ??= null;
   }
