@@ -8,11 +8,12 @@ import { clustersGroup } from './clusters.js';
 import { type Command, type Context, type Flags, type Group, type OptionSpec } from './command.js';
 import { bindingsGroup, eventsGroup, pipelinesGroup } from './events.js';
 import { functionsGroup } from './functions.js';
+import { healthGroup } from './health.js';
 import { opsGroup } from './ops.js';
 import { Painter } from './output.js';
 import { isMainModule } from '../scripts/tools.js';
 
-export const groups: Group[] = [clustersGroup, addonsGroup, functionsGroup, bindingsGroup, pipelinesGroup, eventsGroup, opsGroup, tokensGroup, auditGroup];
+export const groups: Group[] = [clustersGroup, addonsGroup, functionsGroup, bindingsGroup, pipelinesGroup, eventsGroup, healthGroup, opsGroup, tokensGroup, auditGroup];
 
 export const defaultUrl = 'http://127.0.0.1:8080';
 
