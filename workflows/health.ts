@@ -34,7 +34,9 @@ export const sweepProgressQuery = defineQuery<{ total: number; checked: number }
  * and does not stop the sweep.
  */
 export async function sweepFleet(input: SweepFleetInput): Promise<SweepSummary> {
-  const sweepId = workflowInfo().workflowId;
+  // The Schedule names runs to the second, so two sweeps triggered within one second share a workflow id: the run id tells them apart.
+  const { workflowId, runId } = workflowInfo();
+  const sweepId = `${workflowId}/${runId}`;
   const started = Date.now();
   const { clusterIds } = await store.beginSweep({ sweepId, startedAt: new Date(started).toISOString() });
   const results: ClusterCheckSummary[] = [];
