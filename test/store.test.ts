@@ -638,6 +638,52 @@ function storeBehaviour(factory: StoreFactory): void {
     assert.equal(await events.acquireSlot('fn', 'f', 2, 60, new Date(now.getTime() + 61_000)), true, 'slots whose holders vanished expire');
   });
 
+  test('health: policies by scope, health written only over the version read, history once per entry, actions claimed once, pruning', async (t) => {
+    const opened = await freshStore(t);
+    if (!opened) return;
+    const health = opened.store.health;
+    await create(opened.store, 'h1', 'op-h1');
+    assert.equal(await health.getPolicy('fleet'), null);
+    await health.putPolicy('fleet', { autoHeal: { enabled: true } }, '2026-01-01T00:00:00.000Z');
+    await health.putPolicy('fleet', { autoHeal: { enabled: false } }, '2026-01-01T00:00:01.000Z');
+    assert.deepEqual(await health.getPolicy('fleet'), { autoHeal: { enabled: false } });
+    await health.putPolicy('cluster/gone', { heartbeatTimeout: '30s' }, '2026-01-01T00:00:00.000Z');
+
+    const state = (status: 'healthy' | 'degraded', observedAt: string) =>
+      ({ clusterId: 'h1', status, since: observedAt, observedAt, checks: {}, nodes: [], thresholds: [], thresholdErrors: {}, autoscale: {}, remediation: { blockedSince: null } }) as never;
+    const entry = { at: '2026-01-01T00:00:00.000Z', kind: 'status' as const, name: 'status', value: 'healthy', detail: { from: null } };
+    assert.equal(await health.saveHealth(state('healthy', '2026-01-01T00:00:00.000Z'), null, [entry]), true);
+    assert.equal(await health.saveHealth(state('healthy', '2026-01-01T00:00:00.000Z'), null, [entry]), false, 'a second first write loses');
+    const read = await health.getHealth('h1');
+    assert.equal(read?.version, 1);
+    assert.equal(await health.saveHealth(state('degraded', '2026-01-01T00:01:00.000Z'), 1, [{ ...entry, at: '2026-01-01T00:01:00.000Z', value: 'degraded' }]), true);
+    assert.equal(await health.saveHealth(state('healthy', '2026-01-01T00:01:00.000Z'), 1, []), false, 'written over a stale version: refused');
+    assert.equal((await health.getHealth('h1'))?.health.status, 'degraded');
+    await health.addHistory('h1', [entry]);
+    const history = await health.listHistory('h1', { limit: 10 });
+    assert.deepEqual(history.map((item) => item.value), ['degraded', 'healthy'], 'newest first, each entry once');
+    assert.deepEqual((await health.listHistory('h1', { limit: 10, since: '2026-01-01T00:00:30.000Z' })).map((item) => item.value), ['degraded']);
+    assert.deepEqual(await health.listHistory('h1', { limit: 10, kind: 'node' }), []);
+
+    assert.equal(await health.claimAction('heal/h1/m-1', 'h1', entry.at), true);
+    assert.equal(await health.claimAction('heal/h1/m-1', 'h1', entry.at), false, 'claimed once');
+    await health.setActionOperation('heal/h1/m-1', 'op-9');
+    await health.releaseAction('heal/h1/m-1');
+    assert.equal((await health.getAction('heal/h1/m-1'))?.operationId, 'op-9', 'a claim whose operation started is kept');
+    assert.equal(await health.claimAction('heal/h1/m-2', 'h1', entry.at), true);
+    await health.releaseAction('heal/h1/m-2');
+    assert.equal(await health.claimAction('heal/h1/m-2', 'h1', entry.at), true, 'a released claim can be made again');
+
+    await health.startSweep('s1', '2026-01-01T00:00:00.000Z', 1);
+    await health.finishSweep('s1', '2026-01-01T00:00:02.000Z', { durationMs: 2000 });
+    assert.deepEqual((await health.listSweeps(5)).map((sweep) => [sweep.id, sweep.summary?.durationMs]), [['s1', 2000]]);
+    const pruned = await health.prune('2026-01-01T00:00:30.000Z', ['h1']);
+    assert.deepEqual(pruned, { history: 1, sweeps: 1, clusters: 0 });
+    assert.equal(await health.getPolicy('cluster/gone'), null, "a deleted cluster's policy goes");
+    assert.deepEqual((await health.prune('2026-01-01T00:00:30.000Z', [])).clusters, 1);
+    assert.equal(await health.getHealth('h1'), null);
+  });
+
   test(
     'concurrent createCluster calls for one id answer created:true once and created:false to the rest, never a database error',
     {},
