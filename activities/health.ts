@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import type { NodeRole } from '../domain/cluster.js';
 import type { CloudEvent } from '../domain/event.js';
@@ -26,7 +27,7 @@ import type { Store } from '../store/index.js';
 
 /** An operation Kumo starts by itself; it goes through the same path (and refusals) as the API's. */
 export type AutoOperation =
-  | { kind: 'replaceNode'; clusterId: string; nodeId: string; reason: string }
+  | { kind: 'replaceNode'; clusterId: string; nodeId: string; reason: string; operationId: string }
   | { kind: 'scale'; clusterId: string; pool: string; quantity: number; drainTimeoutSeconds: number; reason: string };
 
 /** Started (its operation id), or refused with why (`busy`: another operation runs on the cluster). */
@@ -95,9 +96,13 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
       }
       const obs = await observe(cluster.rancherId, cluster.nodePools, policy, running);
       const evaluation = evaluateHealth(cluster.id, prev?.health ?? null, obs, policy);
+      beat('evaluated');
 
       // Events first: if what follows fails, the retry sees the same changes and raises them again (the same ids).
-      for (const event of evaluation.events) await deps.ingest(event);
+      for (const event of evaluation.events) {
+        await deps.ingest(event);
+        beat('events');
+      }
       await notify(policy, evaluation.events);
       const summary: ClusterCheckSummary = {
         clusterId: cluster.id,
@@ -112,9 +117,13 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
 
       const { remediation, scale } = evaluation;
       if (remediation.action === 'replace') {
+        // The operation's id is derived from the node: a node is replaced at most once, and a check retried
+        // after a crash finds the operation its first attempt started instead of starting another.
         const key = remediationKey(cluster.id, remediation.node.id);
-        if (await store.health.claimAction(key, cluster.id, obs.at)) {
-          const result = await deps.startOperation({ kind: 'replaceNode', clusterId: cluster.id, nodeId: remediation.node.id, reason: remediation.reason });
+        const operationId = `op-${createHash('sha256').update(key).digest('hex').slice(0, 18)}`;
+        await store.health.claimAction(key, cluster.id, obs.at);
+        if (!(await store.getOperation(operationId))) {
+          const result = await deps.startOperation({ kind: 'replaceNode', clusterId: cluster.id, nodeId: remediation.node.id, reason: remediation.reason, operationId });
           if ('operationId' in result) {
             await store.health.setActionOperation(key, result.operationId);
             await store.health.addHistory(cluster.id, [{ at: obs.at, kind: 'remediation', name: remediation.node.hostname, value: 'replace', detail: { operation: result.operationId, reason: remediation.reason } }]);
@@ -159,7 +168,9 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
     const at = new Date().toISOString();
     const failed = (reason: string): Probe => ({ ok: false, reason });
     const rancherCluster = await settle(rancher.getCluster(rancherId));
+    beat('rancher');
     const kube = await settle(kubeFor(rancherId));
+    beat('kubeconfig');
     if (!kube.ok) {
       const reason = `no client for the cluster's API: ${kube.error}`;
       return { at, livez: failed(reason), readyz: failed(reason), agent: await agentProbe(rancherCluster), components: failed(reason), nodes: null, samples: {}, pools: [], runningOperation };
@@ -172,12 +183,13 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
       componentsProbe(api),
       nodesOf(api, rancherId, new Map(pools.map((pool) => [pool.rancherId ?? '', pool.name]))),
     ]);
+    beat('probes');
     const samples: ClusterObservation['samples'] = {};
     const poolObservations: PoolObservation[] = [];
     if (livez.ok) {
       const prometheus = prometheusViaKube(api, deps.prometheus);
       const ask = async (expr: string): Promise<Sample[] | { error: string }> => {
-        const answer = await settle(prometheus.query(expr));
+        const answer = await settle(prometheus.query(expr), probeTimeoutMs);
         return answer.ok ? answer.value : { error: answer.error };
       };
       await Promise.all(
@@ -185,6 +197,7 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
           samples[rule.name] = await ask(thresholdQuery(rule));
         }),
       );
+      beat('thresholds');
       const scaled = pools.filter((pool) => policy.autoscale[pool.name] && pool.rancherId);
       if (scaled.length) {
         const live = await settle(rancher.listNodePools(rancherId));
@@ -194,6 +207,7 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
           const rancherPool = live.ok ? live.value.find((candidate) => candidate.id === pool.rancherId) : undefined;
           if (!rancherPool) continue;
           const cpu = await ask(poolCpuRequestQuery(rancherPool.hostnamePrefix));
+          beat(`pool ${pool.name}`);
           poolObservations.push({
             name: pool.name,
             rancherId: rancherPool.id,
@@ -209,7 +223,7 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
   }
 
   async function httpProbe(api: Kube, path: string): Promise<Probe> {
-    const answer = await settle(api.get(path));
+    const answer = await settle(api.get(path), probeTimeoutMs);
     if (!answer.ok) return { ok: false, reason: `${path}: ${answer.error}` };
     if (answer.value.status === 200) return { ok: true, reason: `${path} ok` };
     const failing = answer.value.body
@@ -230,7 +244,7 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
   }
 
   async function componentsProbe(api: Kube): Promise<Probe> {
-    const answer = await settle(api.componentStatuses());
+    const answer = await settle(api.componentStatuses(), probeTimeoutMs);
     if (!answer.ok) return { ok: false, reason: `componentstatuses: ${answer.error}` };
     const sick = answer.value.filter((component) => !component.healthy);
     if (!sick.length) return { ok: true, reason: `${answer.value.length} components healthy` };
@@ -239,7 +253,7 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
 
   /** Rancher's nodes joined with the cluster's Kubernetes nodes (by hostname); null when either list fails. */
   async function nodesOf(api: Kube, rancherId: string, pools: Map<string, string>): Promise<NodeObservation[] | null> {
-    const [rancherNodes, kubeNodes] = await Promise.all([settle(rancher.listNodes(rancherId)), settle(api.listNodes())]);
+    const [rancherNodes, kubeNodes] = await Promise.all([settle(rancher.listNodes(rancherId), probeTimeoutMs), settle(api.listNodes(), probeTimeoutMs)]);
     if (!rancherNodes.ok || !kubeNodes.ok) return null;
     const byName = new Map(kubeNodes.value.map((node) => [node.name, node]));
     return rancherNodes.value
@@ -276,12 +290,29 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
 
 export type HealthActivities = ReturnType<typeof createHealthActivities>;
 
+/**
+ * Tells Temporal the check is alive between its bounded phases, so a check on
+ * a worker that died is retried within the heartbeat timeout rather than at
+ * the end of its start-to-close timeout.
+ */
+function beat(phase: string): void {
+  Context.current().heartbeat(phase);
+}
+
 type Settled<T> = { ok: true; value: T } | { ok: false; error: string };
 
-async function settle<T>(pending: Promise<T>): Promise<Settled<T>> {
+/** A probe's outcome, never thrown; with `timeoutMs`, no answer in time is a failure too. */
+async function settle<T>(pending: Promise<T>, timeoutMs?: number): Promise<Settled<T>> {
+  let timer: NodeJS.Timeout | undefined;
   try {
-    return { ok: true, value: await pending };
+    const bounded =
+      timeoutMs === undefined
+        ? pending
+        : Promise.race([pending, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)))]);
+    return { ok: true, value: await bounded };
   } catch (err) {
     return { ok: false, error: err instanceof Error ? err.message.split('\n')[0]! : String(err) };
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -19,7 +19,7 @@ export async function startAutoOperation(deps: ApiDeps, operation: AutoOperation
     const cluster = await activeCluster(deps, operation.clusterId);
     const view =
       operation.kind === 'replaceNode'
-        ? await startReplaceNode(deps, cluster, operation.nodeId, { skipDrain: false, drainTimeoutSeconds: autoHealDrainTimeoutSeconds }, operation.reason)
+        ? await startReplaceNode(deps, cluster, operation.nodeId, { skipDrain: false, drainTimeoutSeconds: autoHealDrainTimeoutSeconds }, operation.reason, operation.operationId)
         : await startScale(deps, cluster, operation.pool, operation.quantity, operation.drainTimeoutSeconds, operation.reason);
     return { operationId: view.id };
   } catch (err) {

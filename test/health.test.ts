@@ -127,6 +127,9 @@ describe('fleet health', () => {
     assert.match(cluster.checks.agentTcp.reason, /TCP 127\.0\.0\.1:\d+ connected/);
     const summary = (await stack.api('/v1/health')).body;
     assert.equal(summary.healthy, 5, JSON.stringify(summary.notHealthy));
+    const metrics = (await stack.api('/metrics')).body as string;
+    assert.match(metrics, /^kumo_clusters_health\{status="healthy"\} 5$/m);
+    assert.match(metrics, /^kumo_health_sweep_duration_seconds \d/m);
   });
 
   test('an unreachable agent marks the cluster unhealthy within one sweep, and a binding delivers the event to a function', async () => {
@@ -203,6 +206,32 @@ describe('fleet health', () => {
     assert.ok(!after.nodes.some((node: any) => node.id === victim.id));
     const decisions = (await stack.api('/v1/clusters/hc-heal/health/history?kind=remediation')).body.items;
     assert.ok(decisions.some((entry: any) => entry.value === 'replace' && entry.detail.operation === operation.id));
+  });
+
+  test('a worker killed in the middle of a sweep: the sweep finishes on the next worker and the node is replaced once', async () => {
+    await policy('hc-heal', { autoHeal: { enabled: true, maxUnhealthy: '40%', unhealthyConditions: [{ type: 'Ready', status: 'False', timeout: '10s' }] } });
+    const nodes = (await stack.api('/v1/clusters/hc-heal')).body.nodes as Array<{ id: string; hostname: string; roles: string[] }>;
+    const victim = nodes.filter((node) => node.roles.includes('worker')).at(-1)!;
+    await stack.sim(`/admin/nodes/${encodeURIComponent(victim.id)}/faults`, { body: { notReady: true } });
+    await new Promise((done) => setTimeout(done, 10_500));
+    const before = (await operationsOf('hc-heal', 'cluster.replaceNode')).length;
+    const known = new Set(((await stack.api('/v1/health/sweeps?limit=50')).body.items as Array<{ id: string }>).map((item) => item.id));
+    assert.equal((await stack.api('/v1/health/sweeps', { method: 'POST' })).status, 202);
+    const started = await until('the sweep started', async () => ((await stack.api('/v1/health/sweeps?limit=50')).body.items as Array<{ id: string }>).find((item) => !known.has(item.id)), 30_000);
+    await stack.killWorker();
+    await stack.startWorker();
+    const finished = await until('the sweep finished', async () => {
+      const { body } = await stack.api('/v1/health/sweeps?limit=50');
+      return (body.items as Array<{ id: string; finishedAt: string | null; summary: any }>).find((item) => item.id === started.id && item.finishedAt);
+    }, 120_000);
+    assert.equal(finished.summary.failed.length, 0, JSON.stringify(finished.summary.failed));
+    const all = await operationsOf('hc-heal', 'cluster.replaceNode');
+    const replacements = all.slice(0, all.length - before); // newest first
+    assert.equal(replacements.length, 1, JSON.stringify(replacements));
+    assert.match(replacements[0]!.reason ?? '', new RegExp(victim.hostname));
+    assert.equal((await waitForOperation(stack, replacements[0]!.id, 120_000)).status, 'succeeded');
+    await sweep();
+    assert.equal((await operationsOf('hc-heal', 'cluster.replaceNode')).length, before + 1, 'and not again');
   });
 
   test('with half the nodes NotReady nothing is replaced, and an alert event is raised', async () => {

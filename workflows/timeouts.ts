@@ -38,12 +38,14 @@ export const timeouts = {
    * within the heartbeat timeout and the wait resumes on another.
    */
   /**
-   * One cluster's health check: a handful of bounded probes and store writes.
-   * Retried a little; a cluster whose check keeps failing is reported as such
-   * and checked again by the next sweep.
+   * One cluster's health check: a handful of bounded probes and store writes,
+   * heartbeating between them (a dead worker is noticed within 20 s). Retried a
+   * little; a cluster whose check keeps failing is reported as such and checked
+   * again by the next sweep.
    */
   healthCheck: {
     startToCloseTimeout: '2m',
+    heartbeatTimeout: '20s',
     retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3, nonRetryableErrorTypes },
   },
   rancherWait: (waitSeconds: number): ActivityOptions => ({

@@ -569,6 +569,7 @@ export async function startReplaceNode(
   node: string,
   options: { skipDrain: boolean; drainTimeoutSeconds: number },
   reason?: string,
+  operationId?: string,
 ): Promise<ReturnType<typeof storedView>> {
   const target = cluster.nodes.find((candidate) => candidate.id === node || candidate.hostname === node);
   if (!target) throw new Problem(404, 'not-found', `cluster "${cluster.id}" has no node "${node}"`);
@@ -602,6 +603,7 @@ export async function startReplaceNode(
     undefined,
     null,
     reason,
+    operationId,
   );
 }
 
@@ -664,8 +666,10 @@ export async function startClusterOperation(
   stateWhileRunning?: ClusterState,
   retryOf: string | null = null,
   reason?: string,
+  /** A given id (auto-heal derives one from the node, so a retried start finds the operation it made); else a new one. */
+  givenOperationId?: string,
 ): Promise<ReturnType<typeof storedView>> {
-  const operationId = newOperationId();
+  const operationId = givenOperationId ?? newOperationId();
   const workflowArgs = args(operationId);
   const operation = { ...newClusterOperation({ id: operationId, kind, clusterId: cluster.id, steps, startedAt: new Date().toISOString() }), ...(reason ? { reason } : {}) };
   if (!(await deps.store.startOperation(operation, cluster.id))) throw new Problem(404, 'not-found', `no cluster named "${cluster.id}"`);
