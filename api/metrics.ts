@@ -73,6 +73,7 @@ export function apiMetrics(deps: { store: Store }, options: { logger?: Logger } 
     http.write(out);
     await writeOperations(out, deps.store, log);
     await writeEvents(out, deps.store, log);
+    await writeHealth(out, deps.store, log);
     writeProcess(out, loopDelay);
     return out.text();
   };
@@ -198,6 +199,28 @@ async function writeEvents(out: Exposition, store: Store, log: Logger): Promise<
   for (const row of rows) duplicates.set(row.origin, (duplicates.get(row.origin) ?? 0) + row.duplicates);
   out.family('kumo_event_duplicates_total', 'counter', 'Arrivals of an event already received (redeliveries, repeats), recognised and not dispatched again, by origin.');
   for (const [origin, value] of duplicates) out.sample('kumo_event_duplicates_total', { origin }, value);
+}
+
+/** Clusters by health status and the last sweep, from the store at scrape time: alert on these. */
+async function writeHealth(out: Exposition, store: Store, log: Logger): Promise<void> {
+  let healths: Awaited<ReturnType<Store['health']['listHealth']>>;
+  let sweeps: Awaited<ReturnType<Store['health']['listSweeps']>>;
+  try {
+    [healths, sweeps] = await Promise.all([store.health.listHealth(), store.health.listSweeps(5)]);
+  } catch (err) {
+    log.warn({ err }, 'metrics: the store could not be read; health metrics are left out of this scrape');
+    return;
+  }
+  const counts = new Map<string, number>([['healthy', 0], ['degraded', 0], ['unhealthy', 0], ['unknown', 0]]);
+  for (const health of healths) counts.set(health.status, (counts.get(health.status) ?? 0) + 1);
+  out.family('kumo_clusters_health', 'gauge', "Clusters by the status of their last health check (healthy, degraded, unhealthy, unknown).");
+  for (const [status, value] of counts) out.sample('kumo_clusters_health', { status }, value);
+  const last = sweeps.find((sweep) => sweep.finishedAt);
+  if (!last) return;
+  out.family('kumo_health_sweep_duration_seconds', 'gauge', 'How long the last finished fleet health sweep took.');
+  out.sample('kumo_health_sweep_duration_seconds', {}, Number(last.summary?.durationMs ?? 0) / 1000);
+  out.family('kumo_health_sweep_last_finished_timestamp_seconds', 'gauge', 'When the last fleet health sweep finished (alert when it grows stale).');
+  out.sample('kumo_health_sweep_last_finished_timestamp_seconds', {}, Date.parse(last.finishedAt!) / 1000);
 }
 
 /** How often the event loop delay is sampled, in milliseconds. */
