@@ -6,10 +6,10 @@ import { Client, Connection } from '@temporalio/client';
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { BindingSpecSchema } from '../domain/event.js';
 import { rabbitmqBinary } from '../scripts/rabbitmq.js';
-import { startStack, type Stack } from '../scripts/stack.js';
-import { freePort } from '../scripts/tools.js';
+import type { Stack } from '../scripts/stack.js';
 import { Store } from '../store/index.js';
 import { childPids, PeakRss } from './memory.js';
+import { startBenchStack } from './stack.js';
 
 export interface DispatchBench {
   notifications: number;
@@ -39,11 +39,7 @@ export async function benchDispatch(notifications: number): Promise<DispatchBenc
   let stack: Stack | null = null;
   let broker: ChannelModel | null = null;
   try {
-    stack = await startStack({
-      dataDir,
-      apiPort: await freePort(),
-      simPort: await freePort(),
-      temporal: { mode: 'embedded', port: await freePort(), uiPort: 0, ui: false, persist: false },
+    stack = await startBenchStack(dataDir, {
       sim: false,
       worker: false,
       rabbitmqPort: 0,

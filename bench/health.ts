@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { newClusterOperation } from '../domain/operation.js';
-import { startStack, type Stack } from '../scripts/stack.js';
-import { freePort } from '../scripts/tools.js';
+import type { Stack } from '../scripts/stack.js';
 import { Store } from '../store/index.js';
 import { seedFleet, type FleetSize } from './fleet.js';
+import { startBenchStack } from './stack.js';
 
 export interface SweepBench extends FleetSize {
   /** The Schedule's interval the sweep must fit in. */
@@ -34,11 +34,7 @@ export async function benchSweep(size: FleetSize, options: { sweeps: number; con
   const token = `kumo_bench_${Date.now().toString(16)}_health_sweep`;
   let stack: Stack | null = null;
   try {
-    stack = await startStack({
-      dataDir,
-      apiPort: await freePort(),
-      simPort: await freePort(),
-      temporal: { mode: 'embedded', port: await freePort(), uiPort: 0, ui: false, persist: false },
+    stack = await startBenchStack(dataDir, {
       sim: true,
       env: { KUMO_ADMIN_TOKEN: token, KUMO_HEALTH_SWEEP_INTERVAL_S: '3600', KUMO_HEALTH_CONCURRENCY: String(options.concurrency) },
     });

@@ -4,14 +4,15 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { startStack, type Stack } from '../scripts/stack.js';
-import { freePort, temporalCli } from '../scripts/tools.js';
+import type { Stack } from '../scripts/stack.js';
+import { temporalCli } from '../scripts/tools.js';
 import { benchFunctionBuild } from './build.js';
 import { benchDispatch } from './dispatch.js';
 import { benchFleet, defaultFleetSizes } from './fleet.js';
 import { benchSweep } from './health.js';
 import { childPids, PeakRss } from './memory.js';
 import { benchOverhead, type OverheadRow } from './overhead.js';
+import { startBenchStack } from './stack.js';
 
 /**
  * `npm run bench`: measures Kumo against bare Temporal side by side, in one run,
@@ -90,11 +91,7 @@ async function main(): Promise<void> {
   let memory = new Map<string, number>();
   let stack: Stack | null = null;
   try {
-    stack = await startStack({
-      dataDir,
-      apiPort: await freePort(),
-      simPort: await freePort(),
-      temporal: { mode: 'embedded', port: await freePort(), uiPort: 0, ui: false, persist: false },
+    stack = await startBenchStack(dataDir, {
       sim: true,
       worker: false,
       env: { KUMO_ADMIN_TOKEN: benchToken },
