@@ -198,7 +198,8 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
         }),
       );
       beat('thresholds');
-      const scaled = pools.filter((pool) => policy.autoscale[pool.name] && pool.rancherId);
+      // Only worker-only pools grow and shrink by usage (a fleet policy may name a pool that is more elsewhere).
+      const scaled = pools.filter((pool) => policy.autoscale[pool.name] && pool.rancherId && pool.roles.length === 1 && pool.roles[0] === 'worker');
       if (scaled.length) {
         const live = await settle(rancher.listNodePools(rancherId));
         const pending = await ask(pendingPodsQuery);
