@@ -92,7 +92,9 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
       if (cluster.state !== 'active' && cluster.state !== 'failed') running = `the cluster is ${cluster.state}`;
       else if (cluster.lastOperationId) {
         const last = await store.getOperation(cluster.lastOperationId);
-        if (last?.status === 'running') running = last.id;
+        // A record that never got its run (its start was cut short) holds nothing: Temporal's lock is what counts.
+        const started = last?.runId !== null || Date.now() - Date.parse(last.startedAt) < 30_000;
+        if (last?.status === 'running' && started) running = last.id;
       }
       const obs = await observe(cluster.rancherId, cluster.nodePools, policy, running);
       const evaluation = evaluateHealth(cluster.id, prev?.health ?? null, obs, policy);
@@ -121,8 +123,10 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
         // after a crash finds the operation its first attempt started instead of starting another.
         const key = remediationKey(cluster.id, remediation.node.id);
         const operationId = `op-${createHash('sha256').update(key).digest('hex').slice(0, 18)}`;
-        await store.health.claimAction(key, cluster.id, obs.at);
-        if (!(await store.getOperation(operationId))) {
+        const claimed = await store.health.claimAction(key, cluster.id, obs.at);
+        const earlier = claimed ? null : await store.health.getAction(key);
+        // A claim with its operation recorded is done; one without it was cut short (or refused): start, or find, that operation.
+        if (!earlier?.operationId) {
           const result = await deps.startOperation({ kind: 'replaceNode', clusterId: cluster.id, nodeId: remediation.node.id, reason: remediation.reason, operationId });
           if ('operationId' in result) {
             await store.health.setActionOperation(key, result.operationId);

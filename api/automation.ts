@@ -3,7 +3,8 @@ import type { CloudEvent } from '../domain/event.js';
 import type { ApiDeps } from './deps.js';
 import { ingestEvent } from './ingest.js';
 import { Problem } from './problem.js';
-import { activeCluster, startReplaceNode, startScale } from './routes/clusters.js';
+import { clusterMutationWorkflowId } from '../domain/operation.js';
+import { activeCluster, startedRunOf, startReplaceNode, startScale } from './routes/clusters.js';
 
 /** How long auto-heal gives a drain (a node that does not answer is not drained at all). */
 const autoHealDrainTimeoutSeconds = 300;
@@ -15,6 +16,20 @@ const autoHealDrainTimeoutSeconds = 300;
  * A refusal is an answer, not an error: the next sweep decides again.
  */
 export async function startAutoOperation(deps: ApiDeps, operation: AutoOperation): Promise<AutoOperationResult> {
+  if (operation.kind === 'replaceNode') {
+    // Its id is derived from the node: an earlier attempt (a check retried after a crash) may have got this far.
+    const earlier = await deps.store.getOperation(operation.operationId);
+    if (earlier?.runId) return { operationId: earlier.id };
+    if (earlier) {
+      // Recorded, but the start was not seen through: it happened (find its run) or it did not (start it now).
+      const runId = await startedRunOf(deps, clusterMutationWorkflowId(operation.clusterId), earlier.id);
+      if (runId) {
+        await deps.store.setOperationRun(earlier.id, runId);
+        return { operationId: earlier.id };
+      }
+      await deps.store.forgetOperation(earlier.id, operation.clusterId, null);
+    }
+  }
   try {
     const cluster = await activeCluster(deps, operation.clusterId);
     const view =

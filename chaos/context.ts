@@ -34,6 +34,7 @@ export const chaosEnv: Record<string, string> = {
   KUMO_FUNCTION_READY_TIMEOUT_S: '60',
   // Only the runs the trials start: the scheduled reconcile would race them for the same clusters.
   KUMO_ADDON_RECONCILE_INTERVAL_S: '86400',
+  KUMO_HEALTH_SWEEP_INTERVAL_S: '86400',
 };
 
 export interface OperationView {

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { healthEventTypes, pendingPodsQuery, poolCpuRequestQuery } from '../domain/health.js';
+import { healthEventTypes, pendingPodsQuery, poolCpuRequestQuery, remediationKey } from '../domain/health.js';
+import { newClusterOperation } from '../domain/operation.js';
+import { Store } from '../store/index.js';
+import { replaceNodeSteps } from '../workflows/cluster.js';
 import { recordHistory, startTestStack, waitForOperation, type TestStack } from './helpers/stack.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -209,11 +213,11 @@ describe('fleet health', () => {
   });
 
   test('a worker killed in the middle of a sweep: the sweep finishes on the next worker and the node is replaced once', async () => {
-    await policy('hc-heal', { autoHeal: { enabled: true, maxUnhealthy: '40%', unhealthyConditions: [{ type: 'Ready', status: 'False', timeout: '10s' }] } });
+    await policy('hc-heal', { autoHeal: { enabled: true, maxUnhealthy: '40%', unhealthyConditions: [{ type: 'Ready', status: 'False', timeout: '3s' }] } });
     const nodes = (await stack.api('/v1/clusters/hc-heal')).body.nodes as Array<{ id: string; hostname: string; roles: string[] }>;
     const victim = nodes.filter((node) => node.roles.includes('worker')).at(-1)!;
     await stack.sim(`/admin/nodes/${encodeURIComponent(victim.id)}/faults`, { body: { notReady: true } });
-    await new Promise((done) => setTimeout(done, 10_500));
+    await new Promise((done) => setTimeout(done, 3500));
     const before = (await operationsOf('hc-heal', 'cluster.replaceNode')).length;
     const known = new Set(((await stack.api('/v1/health/sweeps?limit=50')).body.items as Array<{ id: string }>).map((item) => item.id));
     assert.equal((await stack.api('/v1/health/sweeps', { method: 'POST' })).status, 202);
@@ -229,9 +233,41 @@ describe('fleet health', () => {
     const replacements = all.slice(0, all.length - before); // newest first
     assert.equal(replacements.length, 1, JSON.stringify(replacements));
     assert.match(replacements[0]!.reason ?? '', new RegExp(victim.hostname));
-    assert.equal((await waitForOperation(stack, replacements[0]!.id, 120_000)).status, 'succeeded');
+    // Killed between recording the replacement and starting it, the next sweeps start it (as the Schedule's would).
+    await until('the replacement succeeded', async () => {
+      const { body } = await stack.api(`/v1/operations/${replacements[0]!.id}`);
+      assert.ok(body.status === 'running' || body.status === 'succeeded', JSON.stringify(body));
+      if (body.status === 'succeeded') return body;
+      if (!body.runId) await sweep();
+      return null;
+    }, 180_000);
     await sweep();
     assert.equal((await operationsOf('hc-heal', 'cluster.replaceNode')).length, before + 1, 'and not again');
+  });
+
+  test('a replacement recorded but never started (a crash between the two) is started by the next check, once', async () => {
+    await policy('hc-heal', { autoHeal: { enabled: true, maxUnhealthy: '40%', unhealthyConditions: [{ type: 'Ready', status: 'False', timeout: '1s' }] } });
+    const nodes = (await stack.api('/v1/clusters/hc-heal')).body.nodes as Array<{ id: string; hostname: string; roles: string[] }>;
+    const victim = nodes.filter((node) => node.roles.includes('worker'))[0]!;
+    // What a check that died right after recording the operation leaves behind: the claim and a record without a run.
+    const key = remediationKey('hc-heal', victim.id);
+    const operationId = `op-${createHash('sha256').update(key).digest('hex').slice(0, 18)}`;
+    const store = await Store.open(stack.env.DATABASE_URL!);
+    try {
+      assert.equal(await store.health.claimAction(key, 'hc-heal', new Date().toISOString()), true);
+      const startedAt = new Date(Date.now() - 60_000).toISOString();
+      assert.ok(await store.startOperation({ ...newClusterOperation({ id: operationId, kind: 'cluster.replaceNode', clusterId: 'hc-heal', steps: replaceNodeSteps, startedAt }), reason: 'cut short' }, 'hc-heal'));
+    } finally {
+      await store.close();
+    }
+    await stack.sim(`/admin/nodes/${encodeURIComponent(victim.id)}/faults`, { body: { notReady: true } });
+    await new Promise((done) => setTimeout(done, 1500));
+    await sweep();
+    const done = await waitForOperation(stack, operationId, 120_000);
+    assert.equal(done.status, 'succeeded', JSON.stringify(done.failure));
+    assert.ok(done.runId, 'it runs under its own id');
+    await sweep();
+    assert.equal((await operationsOf('hc-heal', 'cluster.replaceNode')).filter((operation) => operation.id === operationId).length, 1);
   });
 
   test('with half the nodes NotReady nothing is replaced, and an alert event is raised', async () => {

@@ -46,7 +46,8 @@ export async function startTestStack(options: { dataDir?: string; ports?: TestSt
     sim: true,
     // A broker only for the tests of the OpenStack event source: it costs seconds and memory.
     rabbitmqPort: options.rabbitmq ? 0 : false,
-    env: { ...fastTiming, KUMO_ADMIN_TOKEN: adminToken, ...options.env },
+    // Health sweeps only where a test asks for them: elsewhere their events would mix with the test's own.
+    env: { ...fastTiming, KUMO_HEALTH_SWEEP_INTERVAL_S: '86400', KUMO_ADMIN_TOKEN: adminToken, ...options.env },
     ...(process.env.KUMO_TEST_ECHO ? { echo: process.stderr } : {}),
   });
   return {
