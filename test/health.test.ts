@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { healthEventTypes, pendingPodsQuery, poolCpuRequestQuery, remediationKey } from '../domain/health.js';
 import { newClusterOperation } from '../domain/operation.js';
@@ -167,11 +169,31 @@ describe('fleet health', () => {
     );
   });
 
-  test('an API server that does not answer marks the cluster unhealthy within one sweep', async () => {
+  test('an API server that does not answer marks the cluster unhealthy within one sweep, and the policy\'s webhook hears of it', async (t) => {
+    const received: Array<{ contentType: string | undefined; event: any }> = [];
+    const hook = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk) => (body += chunk));
+      req.on('end', () => {
+        received.push({ contentType: req.headers['content-type'], event: JSON.parse(body) });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((done) => hook.listen(0, '127.0.0.1', done));
+    t.after(() => new Promise<void>((done) => hook.close(() => done())));
+    await policy('hc-agent', { webhooks: [`http://127.0.0.1:${(hook.address() as AddressInfo).port}/hooks/kumo`] });
+    t.after(async () => {
+      await stack.api('/v1/clusters/hc-agent/health/policy', { method: 'DELETE' });
+    });
     const rancherId = await rancherIdOf('hc-agent');
     await stack.sim(`/admin/clusters/${rancherId}/faults`, { body: { apiServerDown: true } });
     try {
       await sweep();
+      const changed = received.find((item) => item.event.type === healthEventTypes.changed);
+      assert.ok(changed, JSON.stringify(received));
+      assert.equal(changed.contentType, 'application/cloudevents+json');
+      assert.equal(changed.event.data.to, 'unhealthy');
+      assert.equal(changed.event.source, '/kumo/clusters/hc-agent/health');
       const cluster = await health('hc-agent');
       assert.equal(cluster.status, 'unhealthy');
       assert.equal(cluster.checks.apiLivez.value, 0);
