@@ -161,7 +161,7 @@ async function main(): Promise<void> {
   }
   if (sweep) {
     rows.push(compare(`health sweep 130/2,000 / ${sweep.intervalSeconds} s interval (s)`, sweep.medianMs / 1000, sweep.intervalSeconds, 1, '≤ 0.5×', (ratio) => ratio <= 0.5));
-    rows.push(compare('health sweep slowest / median', sweep.maxMs, sweep.medianMs, 2, '', null));
+    rows.push(compare('health sweep slowest / median (ms)', sweep.maxMs, sweep.medianMs, 0, '', null));
   }
   const largest = fleet[fleet.length - 1];
   if (largest?.simPeakRssBytes) memory.set(`sim (${largest.clusters}/${largest.nodes.toLocaleString('en')})`, largest.simPeakRssBytes);

@@ -356,35 +356,33 @@ describe('fleet health', () => {
     const usage = (pending: number, cpu: number) => prometheus('hc-metrics', { [pendingPodsQuery]: [{ value: pending }], [cpuQuery]: [{ value: cpu }] });
     const quantity = async () => (await stack.api('/v1/clusters/hc-metrics')).body.nodePools.find((candidate: any) => candidate.name === 'workers').quantity as number;
 
+    /** Sweeps (letting any scaling it starts finish) until the pool has `target` nodes; every size seen on the way. */
+    const sweepUntil = async (target: number): Promise<number[]> => {
+      const seen: number[] = [];
+      await until(
+        `the pool at ${target}`,
+        async () => {
+          await sweep();
+          const [running] = (await operationsOf('hc-metrics', 'cluster.scale')).filter((operation) => operation.status === 'running');
+          if (running) await waitForOperation(stack, running.id, 120_000);
+          const now = await quantity();
+          if (seen.at(-1) !== now) seen.push(now);
+          return now === target;
+        },
+        120_000,
+      );
+      return seen;
+    };
+
     await usage(6, 95);
-    const grown: number[] = [];
-    await until(
-      'the pool at max',
-      async () => {
-        await sweep();
-        const [running] = (await operationsOf('hc-metrics', 'cluster.scale')).filter((operation) => operation.status === 'running');
-        if (running) await waitForOperation(stack, running.id, 120_000);
-        const now = await quantity();
-        if (grown.at(-1) !== now) grown.push(now);
-        return now === 3;
-      },
-      120_000,
-    );
+    const grown = await sweepUntil(3);
     assert.deepEqual(grown, [1, 2, 3].slice(grown[0]! - 1), 'one step at a time');
     await sweep();
     assert.equal(await quantity(), 3, 'never past max');
 
     await usage(0, 10);
-    await until(
-      'the pool at min',
-      async () => {
-        await sweep();
-        const [running] = (await operationsOf('hc-metrics', 'cluster.scale')).filter((operation) => operation.status === 'running');
-        if (running) await waitForOperation(stack, running.id, 120_000);
-        return (await quantity()) === 1;
-      },
-      120_000,
-    );
+    const shrunk = await sweepUntil(1);
+    assert.deepEqual(shrunk, [3, 2, 1].slice(3 - shrunk[0]!), 'one step at a time');
     const operations = await operationsOf('hc-metrics', 'cluster.scale');
     assert.equal(operations.length, 4, JSON.stringify(operations.map((operation) => operation.reason)));
     const down = (await stack.api(`/v1/operations/${operations[0]!.id}`)).body;
