@@ -184,7 +184,7 @@ describe('events', { skip }, () => {
         cursor = page.nextCursor;
       } while (cursor);
       return [...ids].every((id) => seen.get(id)?.status === 'delivered');
-    }, 300_000, 2000);
+    }, 600_000, 2000); // a bound on correctness, not speed (the bench measures that): on a loaded 2-core CI machine this takes 150-320 s
     assert.equal([...seen.keys()].filter((id) => ids.has(id)).length, total, 'one event per notification');
 
     const starts = (await invocationStarts('echo')).filter((line) => line.ceId && ids.has(line.ceId));
