@@ -568,7 +568,8 @@ export interface NodeRef {
   roles: NodeRole[];
 }
 
-function toNodeRef(node: RancherNode): NodeRef {
+/** A Rancher node's id, hostname (or the best name it has), pool and Kubernetes roles. */
+export function toNodeRef(node: RancherNode): NodeRef {
   const roles: NodeRole[] = [];
   if (node.etcd) roles.push('etcd');
   if (node.controlPlane) roles.push('controlplane');
@@ -613,13 +614,10 @@ function toInventory(nodes: RancherNode[], pools: RancherNodePool[]): NodeRecord
   return nodes
     .filter((node) => node.state !== 'removing')
     .map((node) => {
-      const roles: NodeRole[] = [];
-      if (node.etcd) roles.push('etcd');
-      if (node.controlPlane) roles.push('controlplane');
-      if (node.worker) roles.push('worker');
+      const { hostname, roles } = toNodeRef(node);
       return {
         id: node.id,
-        hostname: node.hostname ?? node.requestedHostname ?? node.nodeName ?? node.id,
+        hostname,
         pool: (node.nodePoolId && poolNames.get(node.nodePoolId)) || '',
         roles,
         state: node.state,

@@ -19,6 +19,7 @@ import {
   type Sample,
 } from '../domain/health.js';
 import type { Kube } from '../providers/kube.js';
+import { toNodeRef } from './cluster.js';
 import { dialTcp, endpointAddress } from '../providers/net.js';
 import { prometheusViaKube, type PrometheusService } from '../providers/prometheus.js';
 import type { Rancher, RancherCluster } from '../providers/rancher.js';
@@ -264,9 +265,8 @@ export const createHealthActivities = (deps: HealthActivityDeps) => {
     return rancherNodes.value
       .filter((node) => node.state !== 'removing')
       .map((node) => {
-        const hostname = node.hostname ?? node.requestedHostname ?? node.nodeName ?? node.id;
+        const { hostname, roles } = toNodeRef(node);
         const kubeNode = byName.get(hostname) ?? (node.nodeName ? byName.get(node.nodeName) : undefined);
-        const roles: NodeRole[] = [...(node.etcd ? ['etcd' as const] : []), ...(node.controlPlane ? ['controlplane' as const] : []), ...(node.worker ? ['worker' as const] : [])];
         return {
           id: node.id,
           hostname,
